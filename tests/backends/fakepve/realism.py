@@ -1,0 +1,339 @@
+"""The project's realism layer over fakepve 0.5.0 (test-only; see backends.md "Proxmox VE: fakepve").
+
+fakepve is AGPL-3.0-or-later and is used only as a pinned, test-only dependency: this module contains
+none of its code. It subclasses ``fakepve.FakePve`` and wraps the snapshot request handlers and the task
+runner it already has, so the behaviours our tests depend on match what Proxmox VE 8/9 really does.
+
+Every fix below says which gap of fakepve 0.5.0 it closes and what PVE does instead. Times are PVE
+seconds; ``time_scale`` turns them into real ones (the launcher uses 0.01-0.05 so that tasks really run).
+
+Extension points used (read from fakepve's source, not copied):
+- the ``_qm_*`` / ``_lxc_*`` snapshot handlers are bound methods collected when the app is built, so a
+  subclass can wrap them;
+- ``Model.task(node, ttype, tid, user, body, vm=..., lock=..., log=...)`` runs every worker; ``body`` is an
+  async callable that raises ``TaskError`` to fail the task;
+- ``FakePve._get_task(request)`` resolves a UPID for the task status and log endpoints.
+"""
+
+import asyncio
+import contextvars
+import time
+
+from fakepve import FakePve, PveError, TaskError
+
+# The request being served while its handler starts a worker: (operation, values). A context variable,
+# because fakepve copies the context into the asyncio task that runs the worker.
+_OPERATION = contextvars.ContextVar('prechange_pve_operation', default=None)
+
+QEMU_TASKS = {'qmsnapshot': 'snapshot', 'qmdelsnapshot': 'delete', 'qmrollback': 'rollback'}
+LXC_TASKS = {'vzsnapshot': 'snapshot', 'vzdelsnapshot': 'delete', 'vzrollback': 'rollback'}
+
+
+def migration_lock_timeout(vmid):
+    """PVE::GuestHelpers::guest_migration_lock -> PVE::Tools::lock_file's wording on timeout."""
+    return "can't lock file '/var/lock/pve-manager/pve-migrate-{0}' - got timeout".format(vmid)
+
+
+class RealisticPve(FakePve):
+    """FakePve with the project's realism fixes. Scenario helpers at the end."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Fix: fakepve's VM snapshot/delete/rollback workers finish instantly, so the 'snapshot',
+        # 'snapshot-delete' and 'rollback' config locks and running tasks are never visible for QEMU guests.
+        # On PVE these take seconds (storage snapshots, and the RAM dump for vmstate). PVE seconds:
+        self.snapshot_secs = {'snapshot': 2.0, 'snapshot_vmstate': 6.0, 'delete': 1.5, 'rollback': 2.0,
+                              'rollback_vmstate': 4.0}
+        # fakepve already has these for containers, but at 0 seconds: give them PVE-like durations too.
+        self.ct_secs.update(snapshot=2.0, delsnapshot=1.5, rollback=2.0)
+        # Fix: PVE serialises delete and rollback on one guest with the per-guest migration lock and waits up
+        # to 10 s for it (guest_migration_lock($vmid, 10, ...)); fakepve fails the second one at once.
+        self.migration_lock_wait = 10.0
+        self._migration_locks = {}
+        # Scenario: storage errors a delete meets (vmid -> message); see fail_snapshot_storage().
+        self.storage_errors = {}
+
+    # ------------------------------------------------------------ helpers
+
+    async def _scaled_sleep(self, secs):
+        await self.pause(secs)
+
+    def _migration_lock(self, vmid):
+        lock = self._migration_locks.get(vmid)
+        if lock is None:
+            lock = self._migration_locks[vmid] = asyncio.Lock()
+        return lock
+
+    async def _with_migration_lock(self, vmid, inner):
+        lock = self._migration_lock(vmid)
+        wait = self.migration_lock_wait * (self.time_scale or 0)
+        try:
+            if wait:
+                await asyncio.wait_for(lock.acquire(), wait)
+            elif lock.locked():
+                raise asyncio.TimeoutError()
+            else:
+                await lock.acquire()
+        except asyncio.TimeoutError:
+            raise TaskError(migration_lock_timeout(vmid)) from None
+        try:
+            return await inner()
+        finally:
+            lock.release()
+
+    @staticmethod
+    def _kind(guest):
+        return 'CT' if guest.guest.startswith('lxc/') else 'VM'
+
+    @staticmethod
+    def _set_lock(guest, lock):
+        # FakeVm keeps the lock in an attribute and in config; FakeCt only in config (a property).
+        guest.lock = lock
+        if lock:
+            guest.config['lock'] = lock
+        else:
+            guest.config.pop('lock', None)
+
+    def _storage_type(self, volume):
+        sid = str(volume).split(',')[0].split(':')[0]
+        return (self.storages.get(sid) or {}).get('type')
+
+    def _disk_volumes(self, guest):
+        """Volume ids of the guest's disks (QEMU drives, LXC rootfs/mpN), CD-ROMs and binds left out."""
+        out = []
+        for key, value in guest.config.items():
+            text = str(value)
+            if 'media=cdrom' in text:
+                continue
+            if key == 'rootfs' or key.startswith(('mp', 'scsi', 'virtio', 'sata', 'ide', 'efidisk', 'tpmstate')):
+                if key[-1].isdigit() or key == 'rootfs':
+                    volume = text.split(',')[0]
+                    if volume.startswith('volume='):
+                        volume = volume[len('volume='):]
+                    if ':' in volume and not volume.startswith('/'):
+                        out.append(volume)
+        return out
+
+    # ----------------------------------------------------- request context
+
+    def _remember(self, operation, values):
+        return _OPERATION.set((operation, dict(values)))
+
+    async def _qm_snapshot(self, v, user):
+        token = self._remember('snapshot', v)
+        try:
+            return await super()._qm_snapshot(v, user)
+        finally:
+            _OPERATION.reset(token)
+
+    async def _qm_snapshot_delete(self, v, user):
+        token = self._remember('delete', v)
+        try:
+            return await super()._qm_snapshot_delete(v, user)
+        finally:
+            _OPERATION.reset(token)
+
+    async def _qm_rollback(self, v, user):
+        token = self._remember('rollback', v)
+        try:
+            return await super()._qm_rollback(v, user)
+        finally:
+            _OPERATION.reset(token)
+
+    async def _lxc_snapshot(self, user, v):
+        token = self._remember('snapshot', v)
+        try:
+            return await super()._lxc_snapshot(user, v)
+        finally:
+            _OPERATION.reset(token)
+
+    async def _lxc_snapshot_delete(self, user, v):
+        token = self._remember('delete', v)
+        try:
+            return await super()._lxc_snapshot_delete(user, v)
+        finally:
+            _OPERATION.reset(token)
+
+    async def _lxc_rollback(self, user, v):
+        token = self._remember('rollback', v)
+        try:
+            return await super()._lxc_rollback(user, v)
+        finally:
+            _OPERATION.reset(token)
+
+    # -------------------------------------------------------------- tasks
+
+    async def task(self, node, ttype, tid, user, body, vm=None, lock=True, log=()):
+        current = _OPERATION.get()
+        if vm is not None and current is not None:
+            operation, values = current
+            if ttype in QEMU_TASKS and QEMU_TASKS[ttype] == operation:
+                body = self._qemu_body(operation, vm, values, body)
+            elif ttype in LXC_TASKS and LXC_TASKS[ttype] == operation:
+                body = self._lxc_body(operation, vm, values, body)
+        return await super().task(node, ttype, tid, user, body, vm=vm, lock=lock, log=log)
+
+    def _qemu_body(self, operation, vm, values, original):
+        name = values.get('snapname')
+
+        async def snapshot():
+            # The checks PVE makes before it locks, so they fail at once as on PVE.
+            if vm.template or vm.lock or name in vm.snapshots or not self._qm_can_snapshot(vm.config):
+                return await original()
+            with_ram = bool(values.get('vmstate')) and vm.status == 'running'
+            # During the work PVE shows the config lock and the snapshot in 'prepare' state.
+            self._set_lock(vm, 'snapshot')
+            vm.snapshots[name] = {'snapstate': 'prepare', 'snaptime': int(time.time())}
+            try:
+                await self.pause(self.snapshot_secs['snapshot_vmstate' if with_ram else 'snapshot'])
+            finally:
+                vm.snapshots.pop(name, None)
+                self._set_lock(vm, None)
+            # fakepve commits (no await before it, so nothing can slip in between).
+            return await original()
+
+        async def delete():
+            return await self._with_migration_lock(vm.vmid, lambda: self._delete_steps(vm, values, original))
+
+        async def rollback():
+            return await self._with_migration_lock(vm.vmid, lambda: self._qemu_rollback_steps(vm, values,
+                                                                                             original))
+        return {'snapshot': snapshot, 'delete': delete, 'rollback': rollback}[operation]
+
+    async def _delete_steps(self, guest, values, original):
+        name = values.get('snapname')
+        force = str(values.get('force', '0')) in ('1', 'true')
+        kind = self._kind(guest)
+        if name not in guest.snapshots:
+            return await original()
+        if guest.lock and not (force and guest.lock == 'snapshot-delete'):
+            raise TaskError('{0} is locked ({1})'.format(kind, guest.lock))
+        self._set_lock(guest, 'snapshot-delete')
+        guest.snapshots[name]['snapstate'] = 'delete'
+        await self.pause(self.snapshot_secs['delete'] if kind == 'VM' else 0)
+        problem = self.storage_errors.get(guest.vmid)
+        if problem and not force:
+            # Fix: on PVE a delete that fails in the storage layer leaves 'lock: snapshot-delete' and the
+            # snapshot in 'delete' state (the classic stuck state); only force=1 gets past it.
+            raise TaskError(problem)
+        guest.snapshots[name].pop('snapstate', None)
+        self._set_lock(guest, None)
+        note = None
+        if problem:
+            note = 'WARN: {0} (ignored: force)'.format(problem)
+        # For containers fakepve's own body pauses ct_secs['delsnapshot'] with the lock held.
+        await original()
+        return note
+
+    async def _qemu_rollback_steps(self, vm, values, original):
+        name = values.get('snapname')
+        snap = vm.snapshots.get(name)
+        if vm.template or snap is None or snap.get('snapstate') or vm.lock:
+            return await original()
+        self._refuse_zfs_rollback(vm, name)
+        with_ram = bool(snap.get('vmstate'))
+        self._set_lock(vm, 'rollback')
+        # PVE stops the VM before it rolls the disks back.
+        vm.status = vm.qmpstatus = 'stopped'
+        try:
+            await self.pause(self.snapshot_secs['rollback_vmstate' if with_ram else 'rollback'])
+        finally:
+            self._set_lock(vm, None)
+        note = await original()
+        # fakepve copies the snapshot's 'vmstate' into the live config; PVE never keeps it there.
+        vm.config.pop('vmstate', None)
+        if with_ram:
+            # Fix: fakepve leaves the VM stopped after a rollback to a snapshot with RAM. PVE starts it from
+            # the saved state, so it is running again, whatever 'start' says.
+            vm.status = vm.qmpstatus = 'running'
+            vm.started_at = time.time()
+        return note
+
+    def _refuse_zfs_rollback(self, guest, name):
+        # Fix: ZFS can only roll back to the most recent snapshot of a dataset; fakepve allows any. PVE's
+        # wording (ZFSPoolPlugin::volume_rollback_is_possible).
+        later = [n for n, s in guest.snapshots.items()
+                 if n != name and (s.get('snaptime') or 0) >= (guest.snapshots[name].get('snaptime') or 0)
+                 and list(guest.snapshots).index(n) > list(guest.snapshots).index(name)]
+        if not later:
+            return
+        for volume in self._disk_volumes(guest):
+            if self._storage_type(volume) == 'zfspool':
+                raise TaskError("can't rollback, '{0}' is not most recent snapshot on '{1}'".format(name, volume))
+
+    def _lxc_body(self, operation, ct, values, original):
+        async def snapshot():
+            # Fix: fakepve skips bind and device mount points when it decides whether a container can be
+            # snapshotted. PVE asks the storage layer about every mount point, and a bind mount (a host path)
+            # or a device has no snapshot feature, so the task fails with this text.
+            if not ct.template and not ct.lock and values.get('snapname') not in ct.snapshots:
+                for key, value in ct.config.items():
+                    if key.startswith('mp') and key[2:].isdigit():
+                        volume = str(value).split(',')[0]
+                        if volume.startswith('volume='):
+                            volume = volume[len('volume='):]
+                        if volume.startswith('/'):
+                            raise TaskError('snapshot feature is not available')
+            return await original()
+
+        async def delete():
+            return await self._with_migration_lock(ct.vmid, lambda: self._delete_steps(ct, values, original))
+
+        async def rollback():
+            async def steps():
+                snap = ct.snapshots.get(values.get('snapname'))
+                if snap is not None and not snap.get('snapstate') and not ct.lock:
+                    self._refuse_zfs_rollback(ct, values.get('snapname'))
+                return await original()
+            return await self._with_migration_lock(ct.vmid, steps)
+        return {'snapshot': snapshot, 'delete': delete, 'rollback': rollback}[operation]
+
+    # ------------------------------------------------------------- listing
+
+    def _shuffled(self, data):
+        # Fix: PVE builds the snapshot list from a Perl hash, so its order is arbitrary; only 'current'
+        # ("You are here!") is always appended last. fakepve keeps insertion order, which hides clients
+        # that rely on order to find the newest snapshot or the tree.
+        rest = [item for item in data if item.get('name') != 'current']
+        current = [item for item in data if item.get('name') == 'current']
+        self._random.shuffle(rest)
+        return rest + current
+
+    async def _qm_snapshot_list(self, v, user):
+        return self._shuffled(await super()._qm_snapshot_list(v, user))
+
+    async def _lxc_snapshot_list(self, user, v):
+        return self._shuffled(await super()._lxc_snapshot_list(user, v))
+
+    # ----------------------------------------------------------- task UPIDs
+
+    def _get_task(self, request):
+        # Fix: fakepve answers an unknown UPID with a 500. PVE (API2/Tasks.pm) raises a parameter exception:
+        # 400 'unable to decode worker upid' for a malformed one, 400 'no such task' for an unknown one.
+        upid = request.match_info['upid']
+        parts = upid.split(':')
+        if len(parts) < 9 or parts[0] != 'UPID':
+            raise PveError(400, 'Parameter verification failed.', {'upid': 'unable to decode worker upid'})
+        task = self.tasks.get(upid)
+        if task is None or task['node'] != request.match_info['node']:
+            raise PveError(400, 'Parameter verification failed.', {'upid': 'no such task'})
+        return super()._get_task(request)
+
+    # ------------------------------------------------------------ scenarios
+
+    def fail_snapshot_storage(self, vmid, message="zfs error: could not find any snapshots to destroy; "
+                                                  "check snapshot names."):
+        """Deletes of this guest's snapshots fail in the storage layer (PVE leaves the lock behind)."""
+        self.storage_errors[vmid] = message
+
+    async def hold_migration_lock(self, vmid, secs):
+        """Another job (replication, migration) holds the guest's migration lock for secs PVE seconds."""
+        lock = self._migration_lock(vmid)
+        await lock.acquire()
+
+        async def later():
+            try:
+                await self.pause(secs)
+            finally:
+                lock.release()
+        asyncio.ensure_future(later())
