@@ -1,0 +1,418 @@
+# -*- coding: utf-8 -*-
+# Copyright: prechange.snapshots contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""libvirt provider: a ``SnapshotBackend`` over libvirt-python, plus its connection spec.
+
+This is an internal module of the prechange.snapshots collection; it is not a public API
+and may change without notice.
+
+libvirt calls are synchronous, so waiting is a worker thread joined with the timeout; a
+timeout reports the domain's job statistics as the last state.
+
+The prechecks refuse, before anything changes, what libvirt 9.x would refuse half way or
+what would leave a VM that cannot be reverted (see docs/ and the tests for each message).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import traceback
+import xml.etree.ElementTree as ET
+from datetime import datetime, timezone
+
+from ansible_collections.prechange.snapshots.plugins.module_utils._errors import (
+    ConnectionFailed,
+    InvalidRequest,
+    PrecheckFailed,
+    ProviderError,
+    SnapshotNotFound,
+    SnapshotTimeout,
+    VmNotFound,
+)
+from ansible_collections.prechange.snapshots.plugins.module_utils._marker import split_description
+from ansible_collections.prechange.snapshots.plugins.module_utils._snapshot import (
+    RUNNING,
+    Snapshot,
+    SnapshotBackend,
+    VmRecord,
+    link_tree,
+)
+
+LIBVIRT_IMPORT_ERROR = None
+try:
+    import libvirt
+except ImportError:  # pragma: no cover - reported by the module through missing_required_lib
+    libvirt = None
+    LIBVIRT_IMPORT_ERROR = traceback.format_exc()
+
+# libvirt 9.9 is the first release that can revert to an external snapshot.
+EXTERNAL_REVERT_VERSION = 9009000
+GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
+LOCATIONS = ("internal", "external")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+
+
+def connection_argument_spec():
+    """The libvirt connection options (documented in the libvirt doc fragment)."""
+    return dict(
+        uri=dict(type="str", default="qemu:///system"),
+    )
+
+
+def snapshot_extra_spec():
+    """libvirt-only options of libvirt_snapshot."""
+    return dict(location=dict(type="str", choices=list(LOCATIONS), default="internal"))
+
+
+def _power_state(code):
+    if libvirt is None:
+        return "unknown"
+    return {
+        libvirt.VIR_DOMAIN_RUNNING: "running",
+        libvirt.VIR_DOMAIN_BLOCKED: "running",
+        libvirt.VIR_DOMAIN_PAUSED: "paused",
+        libvirt.VIR_DOMAIN_SHUTDOWN: "stopped",
+        libvirt.VIR_DOMAIN_SHUTOFF: "stopped",
+        libvirt.VIR_DOMAIN_CRASHED: "stopped",
+        libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
+    }.get(code, "unknown")
+
+
+def _version_text(number):
+    return "%d.%d.%d" % (number // 1000000, (number // 1000) % 1000, number % 1000)
+
+
+class DomainLayout(object):
+    """What the prechecks need from a domain's XML: its disks, firmware and agent channel."""
+
+    def __init__(self, xml):
+        root = ET.fromstring(xml)
+        self.disks = []
+        for disk in root.findall("./devices/disk"):
+            if disk.get("device", "disk") != "disk":
+                continue
+            driver = disk.find("driver")
+            target = disk.find("target")
+            source = disk.find("source")
+            self.disks.append({
+                "target": target.get("dev") if target is not None else "?",
+                "format": driver.get("type") if driver is not None else None,
+                "source": (source.get("file") or source.get("dev") or source.get("name")) if source is not None else None,
+                # A backing store with a source means the disk is an overlay (an external snapshot).
+                "overlay": disk.find("./backingStore/source") is not None,
+            })
+        loader = root.find("./os/loader")
+        self.pflash = loader is not None and loader.get("type") == "pflash"
+        self.guest_agent = any(
+            target.get("name") == GUEST_AGENT_CHANNEL for target in root.findall("./devices/channel/target"))
+
+
+def parse_snapshot_xml(xml, current):
+    """A libvirt snapshot XML document as a ``Snapshot`` record."""
+    root = ET.fromstring(xml)
+    name = root.findtext("name")
+    user_text, owner = split_description(root.findtext("description") or "")
+    created = root.findtext("creationTime")
+    state = root.findtext("state")
+    memory = root.find("memory")
+    memory_mode = memory.get("snapshot") if memory is not None else None
+    disk_modes = [d.get("snapshot") for d in root.findall("./disks/disk") if d.get("snapshot") not in (None, "no")]
+    external = memory_mode == "external" or "external" in disk_modes
+    has_memory = memory_mode in ("internal", "external") or (memory_mode is None and state in ("running", "paused"))
+    power = {"running": "running", "paused": "paused", "shutoff": "stopped", "disk-snapshot": None}.get(state, state)
+    return Snapshot(
+        name=name, id=name, description=user_text,
+        created=datetime.fromtimestamp(int(created), tz=timezone.utc) if created else None,
+        parent=root.findtext("./parent/name"), current=current, memory=has_memory, quiesced=None,
+        owner=owner, power_state=power,
+        extra={"location": "external" if external else "internal", "libvirt_state": state},
+    )
+
+
+class LibvirtBackend(SnapshotBackend):
+    provider = "libvirt"
+    supports_update = True
+    # Renaming would need REDEFINE under a new name, which makes metadata that is not in the
+    # qcow2 file; reverting to such a snapshot kills the VM. So it is refused.
+    supports_rename = False
+    max_concurrency = 8
+
+    def __init__(self, params, warn=None):
+        super().__init__(params, warn)
+        if libvirt is None:
+            raise ConnectionFailed("the libvirt-python library is not installed", action="connect to",
+                                   provider=self.provider, details={"exception": LIBVIRT_IMPORT_ERROR},
+                                   hint="Install libvirt-python on the controller")
+        self.uri = params.get("uri") or "qemu:///system"
+        # Without this, libvirt prints every error to stderr as well as raising it.
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+        try:
+            self.conn = libvirt.open(self.uri)
+        except libvirt.libvirtError as error:
+            raise ConnectionFailed("cannot connect to %s: %s" % (self.uri, error.get_error_message()),
+                                   action="connect to", provider=self.provider,
+                                   hint="Check 'uri' and that libvirtd is running")
+        self.version = self.conn.getLibVersion()
+
+    def close(self):
+        conn, self.conn = getattr(self, "conn", None), None
+        if conn is not None:
+            try:
+                conn.close()
+            except libvirt.libvirtError:
+                pass
+
+    # --- lookup ---------------------------------------------------------------------------
+
+    def _record(self, dom):
+        return VmRecord(name=dom.name(), id=dom.UUIDString(), power_state=_power_state(dom.state()[0]), handle=dom)
+
+    def find_vm(self, ref):
+        ref = str(ref)
+        try:
+            if _UUID.match(ref):
+                try:
+                    return self._record(self.conn.lookupByUUIDString(ref))
+                except libvirt.libvirtError as error:
+                    if error.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                        raise
+            return self._record(self.conn.lookupByName(ref))
+        except libvirt.libvirtError as error:
+            if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                raise VmNotFound("no domain with this name or UUID exists at %s" % self.uri, vm=ref,
+                                 provider=self.provider, hint="Check 'vm' and 'uri'; nothing was changed")
+            raise self._translate(error, vm=ref)
+
+    def list_vms(self):
+        try:
+            return [self._record(dom) for dom in self.conn.listAllDomains(0)]
+        except libvirt.libvirtError as error:
+            raise self._translate(error)
+
+    def list_snapshots(self, vm):
+        dom = vm.handle
+        try:
+            snaps = [parse_snapshot_xml(s.getXMLDesc(0), bool(s.isCurrent(0))) for s in dom.listAllSnapshots(0)]
+        except libvirt.libvirtError as error:
+            raise self._translate(error, vm=vm.name)
+        snaps.sort(key=lambda s: (s.created is None, s.created, s.name))
+        return link_tree(snaps)
+
+    # --- prechecks ------------------------------------------------------------------------
+
+    def default_memory(self, vm, options):
+        # External snapshots here are disk-only; internal ones keep memory when running.
+        return vm.power_state == RUNNING and options.get("location", "internal") == "internal"
+
+    def _layout(self, vm):
+        try:
+            return DomainLayout(vm.handle.XMLDesc(0))
+        except libvirt.libvirtError as error:
+            raise self._translate(error, vm=vm.name)
+
+    def check_create(self, vm, request, snapshots):
+        location = request.options.get("location") or "internal"
+        layout = self._layout(vm)
+        locations = {s.extra.get("location") for s in snapshots}
+        if location == "internal":
+            raw = [d for d in layout.disks if d["format"] not in (None, "qcow2")]
+            if raw:
+                disk = raw[0]
+                raise PrecheckFailed(
+                    "disk %s (%s) is a %s image and internal snapshots need qcow2"
+                    % (disk["target"], disk["source"], disk["format"]),
+                    hint="Use location: external, or convert the disk to qcow2; nothing was changed")
+            if layout.pflash:
+                raise PrecheckFailed(
+                    "the VM boots UEFI firmware from pflash; an internal snapshot would not capture its NVRAM "
+                    "and newer libvirt refuses it",
+                    hint="Use location: external (disk-only) for this VM; nothing was changed")
+            if request.quiesce:
+                raise PrecheckFailed(
+                    "libvirt quiesces only disk-only external snapshots",
+                    hint="Set location: external, or set quiesce: false; nothing was changed")
+            if vm.power_state == RUNNING and not request.memory:
+                raise PrecheckFailed(
+                    "QEMU cannot take a disk-only internal snapshot of a running VM",
+                    hint="Set memory: true, use location: external, or shut the VM down; nothing was changed")
+            overlays = [d for d in layout.disks if d["overlay"]]
+            if "external" in locations or overlays:
+                raise PrecheckFailed(
+                    "the VM already has external snapshots (disk %s is an overlay); mixing internal and "
+                    "external snapshots leaves snapshots that can be neither deleted nor reverted"
+                    % (overlays[0]["target"] if overlays else "?"),
+                    hint="Keep using location: external for this VM, or remove its external snapshots first")
+        else:
+            if request.memory:
+                raise PrecheckFailed(
+                    "external snapshots made by this collection are disk-only",
+                    hint="Set memory: false, or use location: internal to keep memory state")
+            if "internal" in locations:
+                raise PrecheckFailed(
+                    "the VM already has internal snapshots; mixing internal and external snapshots leaves "
+                    "snapshots that can be neither deleted nor reverted",
+                    hint="Use location: internal for this VM, or remove its internal snapshots first")
+            if request.quiesce:
+                self._check_guest_agent(vm, layout)
+
+    def _check_guest_agent(self, vm, layout):
+        if vm.power_state != RUNNING:
+            raise PrecheckFailed("quiesce needs a running VM with the QEMU guest agent, and the VM is %s"
+                                 % vm.power_state, hint="Start the VM or set quiesce: false")
+        if not layout.guest_agent:
+            raise PrecheckFailed(
+                "quiesce needs the QEMU guest agent and the VM has no %s channel" % GUEST_AGENT_CHANNEL,
+                hint="Add a guest agent channel and run qemu-guest-agent in the guest, or set quiesce: false")
+        try:
+            import libvirt_qemu  # pylint: disable=import-outside-toplevel
+            libvirt_qemu.qemuAgentCommand(vm.handle, '{"execute": "guest-ping"}', 5, 0)
+        except libvirt.libvirtError as error:
+            raise PrecheckFailed(
+                "quiesce needs the QEMU guest agent and it does not answer: %s" % error.get_error_message(),
+                hint="Start qemu-guest-agent in the guest, or set quiesce: false; nothing was changed")
+
+    def check_delete(self, vm, snapshot, snapshots, remove_children):
+        locations = {s.extra.get("location") for s in snapshots}
+        if len(locations) > 1:
+            raise PrecheckFailed(
+                "the VM mixes internal and external snapshots, and libvirt cannot delete snapshots safely "
+                "in such a tree",
+                hint="Clean this VM's snapshots up by hand with virsh; nothing was changed")
+        if snapshot.extra.get("location") == "internal":
+            overlays = [d for d in self._layout(vm).disks if d["overlay"]]
+            if overlays:
+                raise PrecheckFailed(
+                    "disk %s now runs on an overlay, so the internal snapshot can no longer be deleted"
+                    % overlays[0]["target"], hint="Commit or remove the overlay first; nothing was changed")
+
+    def check_revert(self, vm, snapshot, snapshots, power_state):
+        if snapshot.extra.get("location") == "external" and self.version < EXTERNAL_REVERT_VERSION:
+            raise PrecheckFailed(
+                "libvirt %s cannot revert to an external snapshot (that arrives in 9.9)"
+                % _version_text(self.version),
+                hint="Use internal snapshots for changes you may need to revert, or upgrade libvirt; "
+                     "nothing was changed")
+
+    # --- actions --------------------------------------------------------------------------
+
+    def create(self, vm, request):
+        location = request.options.get("location") or "internal"
+        root = ET.Element("domainsnapshot")
+        ET.SubElement(root, "name").text = request.name
+        if request.full_description:
+            ET.SubElement(root, "description").text = request.full_description
+        flags = 0
+        if location == "external":
+            ET.SubElement(root, "memory", snapshot="no")
+            disks = ET.SubElement(root, "disks")
+            for disk in self._layout(vm).disks:
+                ET.SubElement(disks, "disk", name=disk["target"], snapshot="external")
+            flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC
+            if request.quiesce:
+                flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE
+        xml = ET.tostring(root, encoding="unicode")
+        self._call(lambda: vm.handle.snapshotCreateXML(xml, flags), vm, request.timeout, "create")
+        created = self._one(vm, request.name)
+        if location == "external":
+            created.quiesced = bool(request.quiesce)
+        return created
+
+    def delete(self, vm, snapshot, remove_children, timeout):
+        flags = libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN if remove_children else 0
+        snap = self._lookup(vm, snapshot.name)
+        self._call(lambda: snap.delete(flags), vm, timeout, "delete")
+
+    def revert(self, vm, snapshot, power_state, timeout):
+        flags = {
+            "running": libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING,
+            "paused": libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED,
+        }.get(power_state, 0)
+        snap = self._lookup(vm, snapshot.name)
+        self._call(lambda: vm.handle.revertToSnapshot(snap, flags), vm, timeout, "revert")
+        if power_state == "stopped" and vm.handle.isActive():
+            self._call(vm.handle.destroy, vm, timeout, "revert")
+
+    def update(self, vm, snapshot, new_name=None, description=None, timeout=None):
+        if new_name:
+            raise InvalidRequest("libvirt snapshots cannot be renamed")
+        snap = self._lookup(vm, snapshot.name)
+        root = ET.fromstring(snap.getXMLDesc(libvirt.VIR_DOMAIN_SNAPSHOT_XML_SECURE))
+        node = root.find("description")
+        if node is None:
+            node = ET.Element("description")
+            root.insert(1, node)
+        node.text = description or ""
+        flags = libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE
+        if snapshot.current:
+            flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT
+        xml = ET.tostring(root, encoding="unicode")
+        self._call(lambda: vm.handle.snapshotCreateXML(xml, flags), vm, timeout, "update")
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _lookup(self, vm, name):
+        try:
+            return vm.handle.snapshotLookupByName(name, 0)
+        except libvirt.libvirtError as error:
+            raise self._translate(error, vm=vm.name, snapshot=name)
+
+    def _one(self, vm, name):
+        for snap in self.list_snapshots(vm):
+            if snap.name == name:
+                return snap
+        raise SnapshotNotFound("libvirt reported success but the snapshot is not there", vm=vm.name,
+                               snapshot=name, provider=self.provider)
+
+    def _call(self, func, vm, timeout, action):
+        """Run a blocking libvirt call, giving up after ``timeout`` seconds with the job's state."""
+        outcome = {}
+
+        def worker():
+            try:
+                outcome["value"] = func()
+            except Exception as error:  # pylint: disable=broad-except
+                outcome["error"] = error
+
+        thread = threading.Thread(target=worker, daemon=True)
+        thread.start()
+        thread.join(timeout)
+        if thread.is_alive():
+            raise SnapshotTimeout(
+                "timed out after %ss; last state: %s" % (timeout, self._job_state(vm)),
+                last_state=self._job_state(vm),
+                hint="libvirt may still finish the job; check 'virsh domjobinfo %s' before retrying" % vm.name)
+        error = outcome.get("error")
+        if isinstance(error, libvirt.libvirtError):
+            raise self._translate(error, vm=vm.name)
+        if error is not None:
+            raise error
+        return outcome.get("value")
+
+    def _job_state(self, vm):
+        try:
+            stats = vm.handle.jobStats(0)
+        except libvirt.libvirtError as error:
+            return "unknown (%s)" % error.get_error_message()
+        kind = {0: "none", 1: "bounded", 2: "unbounded", 3: "completed", 4: "failed", 5: "cancelled"}
+        state = "job %s" % kind.get(stats.get("type"), stats.get("type"))
+        if stats.get("operation") is not None:
+            state += ", operation %s" % stats["operation"]
+        if stats.get("time_elapsed") is not None:
+            state += ", %s ms elapsed" % stats["time_elapsed"]
+        return state
+
+    def _translate(self, error, vm=None, snapshot=None):
+        """A libvirtError as the engine's error, keeping libvirt's own text."""
+        code = error.get_error_code()
+        text = error.get_error_message()
+        if code == libvirt.VIR_ERR_NO_DOMAIN:
+            return VmNotFound(text, vm=vm, provider=self.provider)
+        if code == libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT:
+            return SnapshotNotFound(text, vm=vm, snapshot=snapshot, provider=self.provider)
+        if code == libvirt.VIR_ERR_OPERATION_TIMEOUT:
+            return ProviderError(text, vm=vm, snapshot=snapshot, provider=self.provider,
+                                 hint="Another job holds the VM's lock; wait for it and retry")
+        return ProviderError(text, vm=vm, snapshot=snapshot, provider=self.provider)
+

@@ -1,0 +1,238 @@
+# -*- coding: utf-8 -*-
+# Copyright: prechange.snapshots contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Module glue shared by every ``*_snapshot`` and ``*_snapshot_info`` module.
+
+This is an internal module of the prechange.snapshots collection; it is not a public API
+and may change without notice.
+
+A module is: its provider's backend class and connection spec, handed to
+``run_snapshot_module`` or ``run_info_module``. Argument specs are merged here, errors are
+mapped to ``fail_json`` here and only here.
+"""
+
+from __future__ import annotations
+
+import getpass
+import secrets
+import socket
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.prechange.snapshots.plugins.module_utils._errors import InvalidRequest, SnapshotError
+from ansible_collections.prechange.snapshots.plugins.module_utils._marker import (
+    isoformat,
+    make_marker,
+    parse_duration,
+    resolve_expiry,
+    utcnow,
+)
+from ansible_collections.prechange.snapshots.plugins.module_utils._snapshot import (
+    DELETE_ALL_CHOICES,
+    REVERT_POWER_STATES,
+    STATES,
+    SnapshotParams,
+    ensure,
+    ensure_many,
+    error_fields,
+    select,
+)
+
+
+def snapshot_argument_spec():
+    """Options every ``<provider>_snapshot`` module shares (documented in the snapshot fragment)."""
+    return dict(
+        vm=dict(type="str"),
+        vms=dict(type="list", elements="str"),
+        name=dict(type="str"),
+        description=dict(type="str"),
+        state=dict(type="str", default="present", choices=list(STATES)),
+        memory=dict(type="bool"),
+        quiesce=dict(type="bool", default=False),
+        strict=dict(type="bool", default=False),
+        remove_children=dict(type="bool", default=False),
+        revert_power_state=dict(type="str", default="snapshot", choices=list(REVERT_POWER_STATES)),
+        new_name=dict(type="str"),
+        delete_all=dict(type="str", choices=list(DELETE_ALL_CHOICES)),
+        run_id=dict(type="str"),
+        ticket=dict(type="str"),
+        expires=dict(type="str"),
+        creator=dict(type="str"),
+        timeout=dict(type="int", default=600),
+        concurrency=dict(type="int", default=10),
+    )
+
+
+def info_argument_spec():
+    """Options every ``<provider>_snapshot_info`` module shares."""
+    return dict(
+        vm=dict(type="str"),
+        vms=dict(type="list", elements="str"),
+        name_pattern=dict(type="str"),
+        owned=dict(type="bool"),
+        run_id=dict(type="str"),
+        older_than=dict(type="str"),
+        expired=dict(type="bool"),
+    )
+
+
+def _merge(*specs):
+    merged = {}
+    for spec in specs:
+        merged.update(spec or {})
+    return merged
+
+
+def new_run_id(now=None):
+    """A run id that sorts by time and is unique enough for one maintenance window."""
+    return "%s-%s" % ((now or utcnow()).strftime("%Y%m%dT%H%M%SZ"), secrets.token_hex(2))
+
+
+def default_creator():
+    try:
+        user = getpass.getuser()
+    except Exception:  # pylint: disable=broad-except
+        user = "unknown"
+    return "%s@%s" % (user, socket.gethostname())
+
+
+def _validate_snapshot_params(module):
+    p = module.params
+    if p["state"] == "absent" and not (p["name"] or p["delete_all"]):
+        raise InvalidRequest("state=absent needs 'name' or 'delete_all'", action="delete")
+    if p["state"] != "absent" and not p["name"]:
+        raise InvalidRequest("state=%s needs 'name'" % p["state"], hint="Name the snapshot with 'name'")
+    if p["delete_all"] and p["state"] != "absent":
+        raise InvalidRequest("'delete_all' only works with state=absent")
+    if p["new_name"] and p["state"] != "present":
+        raise InvalidRequest("'new_name' only works with state=present", snapshot=p["name"])
+    if p["timeout"] is not None and p["timeout"] <= 0:
+        raise InvalidRequest("'timeout' must be a positive number of seconds", snapshot=p["name"])
+    if p["concurrency"] < 1:
+        raise InvalidRequest("'concurrency' must be at least 1", snapshot=p["name"])
+    try:
+        expires = resolve_expiry(p["expires"])
+    except ValueError as error:
+        raise InvalidRequest(str(error), snapshot=p["name"], hint="Use 'expires: 7d' or an ISO 8601 timestamp")
+    return expires
+
+
+def params_from_module(module, provider_options=()):
+    """Turn module params into the engine's ``SnapshotParams`` (raises InvalidRequest)."""
+    p = module.params
+    expires = _validate_snapshot_params(module)
+    marker = None
+    if p["state"] == "present":
+        marker = make_marker(run=p["run_id"] or new_run_id(), creator=p["creator"] or default_creator(),
+                             expires=isoformat(expires), ticket=p["ticket"])
+    return SnapshotParams(
+        state=p["state"], name=p["name"], description=p["description"], memory=p["memory"],
+        quiesce=p["quiesce"], strict=p["strict"], remove_children=p["remove_children"],
+        revert_power_state=p["revert_power_state"], new_name=p["new_name"], delete_all=p["delete_all"],
+        marker=marker, timeout=p["timeout"],
+        options={key: p.get(key) for key in provider_options})
+
+
+def fail(module, error, **extra):
+    """The one place an engine error becomes a failed task."""
+    result = dict(extra)
+    result.update(error_fields(error))
+    module.fail_json(msg=error.message, **result)
+
+
+def _new_module(argument_spec, connection_spec, module_kwargs, requirements):
+    kwargs = dict(module_kwargs or {})
+    kwargs.setdefault("supports_check_mode", True)
+    module = AnsibleModule(argument_spec=_merge(argument_spec, connection_spec), **kwargs)
+    for library, import_error in requirements or ():
+        if import_error:
+            module.fail_json(msg=missing_required_lib(library), exception=import_error)
+    return module
+
+
+def run_snapshot_module(backend_class, connection_spec, extra_spec=None, provider_options=(), module_kwargs=None,
+                        requirements=()):
+    """Entry point of every ``<provider>_snapshot`` module."""
+    module_kwargs = dict(module_kwargs or {})
+    module_kwargs.setdefault("mutually_exclusive", []).append(("vm", "vms"))
+    module_kwargs.setdefault("required_one_of", []).append(("vm", "vms"))
+    module = _new_module(_merge(snapshot_argument_spec(), extra_spec), connection_spec, module_kwargs, requirements)
+    provider = getattr(backend_class, "provider", None)
+    try:
+        params = params_from_module(module, provider_options)
+    except SnapshotError as error:
+        fail(module, error.bind(vm=module.params["vm"], snapshot=module.params["name"], provider=provider))
+    want_diff = module._diff  # pylint: disable=protected-access
+    try:
+        with backend_class(module.params, warn=module.warn) as backend:
+            if module.params["vm"] is not None:
+                vm = backend.find_vm(module.params["vm"])
+                outcome = ensure(backend, vm, params, module.check_mode)
+                module.exit_json(**outcome.to_result(diff=want_diff))
+            results = ensure_many(backend, module.params["vms"], params, module.check_mode,
+                                  module.params["concurrency"])
+    except SnapshotError as error:
+        fail(module, error.bind(vm=module.params["vm"], snapshot=module.params["name"], provider=provider))
+
+    rows = [r.to_result(diff=want_diff) for r in results]
+    failed = [r for r in results if r.error is not None]
+    summary = dict(changed=any(r["changed"] for r in rows), results=rows,
+                   failed_vms=[r.ref for r in failed])
+    if failed:
+        module.fail_json(
+            msg="Failed on %d of %d VMs: %s" % (len(failed), len(rows), "; ".join(r.error.message for r in failed)),
+            **summary)
+    module.exit_json(**summary)
+
+
+def run_info_module(backend_class, connection_spec, extra_spec=None, module_kwargs=None, requirements=()):
+    """Entry point of every ``<provider>_snapshot_info`` module."""
+    module_kwargs = dict(module_kwargs or {})
+    module_kwargs.setdefault("mutually_exclusive", []).append(("vm", "vms"))
+    module = _new_module(_merge(info_argument_spec(), extra_spec), connection_spec, module_kwargs, requirements)
+    p = module.params
+    provider = getattr(backend_class, "provider", None)
+    try:
+        if p["older_than"]:
+            try:
+                parse_duration(p["older_than"])
+            except ValueError as error:
+                raise InvalidRequest(str(error), action="list", hint="Use a duration like 30m, 12h, 7d or 2w")
+        with backend_class(p, warn=module.warn) as backend:
+            if p["vm"] is not None:
+                vms = [backend.find_vm(p["vm"])]
+            elif p["vms"]:
+                found = backend.find_vms(p["vms"])
+                missing = [v for v in found.values() if isinstance(v, SnapshotError)]
+                if missing:
+                    raise missing[0]
+                vms = [found[ref] for ref in p["vms"]]
+            else:
+                vms = backend.list_vms()
+            now = utcnow()
+            entries = [vm_entry(vm, backend.list_snapshots(vm), p, now) for vm in vms]
+    except SnapshotError as error:
+        fail(module, error.bind(action="list", vm=p["vm"], provider=provider))
+    result = dict(changed=False, vms=entries)
+    if p["vm"] is not None:
+        result["vm"] = entries[0]["vm"]
+        result["snapshots"] = entries[0]["snapshots"]
+    module.exit_json(**result)
+
+
+def vm_entry(vm, snapshots, p, now):
+    """One VM's info: all matching snapshots plus tree facts for policy checks."""
+    chosen = select(snapshots, name_pattern=p.get("name_pattern"), owned=p.get("owned"), run_id=p.get("run_id"),
+                    older_than=p.get("older_than"), expired=p.get("expired"), now=now)
+    current = next((s.name for s in snapshots if s.current), None)
+    ages = [s.age_seconds(now) for s in snapshots if s.created is not None]
+    return {
+        "vm": vm.to_result(),
+        "snapshots": [s.to_result(now) for s in chosen],
+        "count": len(snapshots),
+        "current": current,
+        "max_depth": max([s.depth for s in snapshots] or [0]),
+        "oldest_age_seconds": max(ages) if ages else None,
+    }
+

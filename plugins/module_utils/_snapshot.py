@@ -1,0 +1,539 @@
+# -*- coding: utf-8 -*-
+# Copyright: prechange.snapshots contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The shared snapshot engine: records, the provider interface, and the one decision function.
+
+This is an internal module of the prechange.snapshots collection; it is not a public API
+and may change without notice.
+
+* ``Snapshot`` and ``VmRecord`` are the records every provider returns.
+* ``SnapshotBackend`` is what a provider implements. Its methods block until the work is
+  done or raise a ``SnapshotError``; they never see check mode.
+* ``ensure()`` decides present / absent / reverted. It is the only code that reads
+  ``check_mode``, and in check mode it calls no mutating backend method.
+* ``ensure_many()`` runs ``ensure()`` for many VMs with a concurrency cap, one result per VM;
+  one VM's failure does not stop the others.
+"""
+
+from __future__ import annotations
+
+import abc
+import fnmatch
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ansible_collections.prechange.snapshots.plugins.module_utils._errors import (
+    AmbiguousSnapshot,
+    InvalidRequest,
+    PrecheckFailed,
+    ProviderError,
+    SnapshotError,
+    SnapshotNotFound,
+)
+from ansible_collections.prechange.snapshots.plugins.module_utils._marker import (
+    is_expired,
+    isoformat,
+    join_description,
+    parse_duration,
+    utcnow,
+)
+
+STATES = ("present", "absent", "reverted")
+# Power state after a revert: as recorded in the snapshot, or forced.
+REVERT_POWER_STATES = ("snapshot", "running", "paused", "stopped")
+DELETE_ALL_CHOICES = ("owned", "expired", "all")
+RUNNING = "running"
+
+
+@dataclass
+class VmRecord:
+    """One VM as every provider reports it; ``handle`` is the provider's own object."""
+
+    name: str
+    id: str
+    power_state: str  # running, paused, stopped, suspended or unknown
+    handle: Any = field(default=None, repr=False, compare=False)
+    extra: dict = field(default_factory=dict)
+
+    def to_result(self):
+        return {"name": self.name, "id": self.id, "power_state": self.power_state}
+
+
+@dataclass
+class Snapshot:
+    """One snapshot; ``description`` is the user's text, the marker is parsed into ``owner``."""
+
+    name: str
+    id: Optional[str] = None
+    description: str = ""
+    created: Any = None  # aware datetime (UTC) or None
+    parent: Optional[str] = None  # parent's name
+    parent_id: Optional[str] = None
+    children: list = field(default_factory=list)  # children's names
+    current: bool = False
+    memory: bool = False
+    quiesced: Optional[bool] = None  # None where the platform does not say
+    owner: Optional[dict] = None  # our marker, or None when not ours
+    power_state: Optional[str] = None  # the VM's state recorded in the snapshot
+    depth: int = 0  # 1 for a root snapshot
+    extra: dict = field(default_factory=dict)
+    handle: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def raw_description(self):
+        return join_description(self.description, self.owner)
+
+    def age_seconds(self, now=None):
+        if self.created is None:
+            return None
+        return max(0, int(((now or utcnow()) - self.created).total_seconds()))
+
+    def to_result(self, now=None):
+        result = {
+            "name": self.name,
+            "id": self.id,
+            "description": self.description,
+            "created": isoformat(self.created),
+            "age_seconds": self.age_seconds(now),
+            "parent": self.parent,
+            "children": list(self.children),
+            "current": self.current,
+            "memory": self.memory,
+            "quiesced": self.quiesced,
+            "owner": dict(self.owner) if self.owner else None,
+            "power_state": self.power_state,
+            "depth": self.depth,
+        }
+        result.update(self.extra)
+        return result
+
+
+@dataclass
+class CreateRequest:
+    """What ``create`` is asked to make; ``memory`` is already resolved to a bool."""
+
+    name: str
+    description: str  # the user's text
+    marker: Optional[dict]
+    memory: bool
+    quiesce: bool
+    strict: bool
+    timeout: Optional[float]
+    options: dict = field(default_factory=dict)  # provider-specific options
+
+    @property
+    def full_description(self):
+        return join_description(self.description, self.marker)
+
+
+@dataclass
+class SnapshotParams:
+    """The provider-independent part of a module call."""
+
+    state: str = "present"
+    name: Optional[str] = None
+    description: Optional[str] = None
+    memory: Optional[bool] = None
+    quiesce: bool = False
+    strict: bool = False
+    remove_children: bool = False
+    revert_power_state: str = "snapshot"
+    new_name: Optional[str] = None
+    delete_all: Optional[str] = None
+    marker: Optional[dict] = None
+    timeout: Optional[float] = None
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """What ``ensure`` did (or would do in check mode) to one VM."""
+
+    vm: VmRecord
+    changed: bool
+    action: str  # created, exists, updated, renamed, deleted, absent, reverted
+    snapshot: Optional[Snapshot] = None
+    snapshots: list = field(default_factory=list)  # every snapshot acted on (delete_all)
+    before: list = field(default_factory=list)
+    after: list = field(default_factory=list)
+
+    def to_result(self, diff=False):
+        result = {
+            "changed": self.changed,
+            "action": self.action,
+            "vm": self.vm.to_result(),
+            "snapshot": self.snapshot.to_result() if self.snapshot else None,
+        }
+        if self.snapshots:
+            result["snapshots"] = [s.to_result() for s in self.snapshots]
+        if diff:
+            result["diff"] = {"before": {"snapshots": self.before}, "after": {"snapshots": self.after}}
+        return result
+
+
+class SnapshotBackend(abc.ABC):
+    """What a provider implements. Methods block until done or raise ``SnapshotError``.
+
+    Backends never import AnsibleModule and never see check mode; warnings go through
+    the ``warn`` callback. ``check_*`` methods are read-only prechecks that raise
+    ``PrecheckFailed`` for what the platform would refuse or corrupt.
+    """
+
+    provider = "unknown"
+    #: How many VMs ``ensure_many`` may work on at once through one backend.
+    max_concurrency = 16
+    supports_update = False  # re-describe an existing snapshot
+    supports_rename = False
+
+    def __init__(self, params, warn=None):
+        self.params = params
+        self.warn = warn or (lambda message: None)
+
+    def close(self):
+        """Release the API session."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    @abc.abstractmethod
+    def find_vm(self, ref):
+        """Return the ``VmRecord`` for a name or id; raise VmNotFound / AmbiguousVm."""
+
+    def find_vms(self, refs):
+        """Resolve many VMs; return ``{ref: VmRecord or SnapshotError}``. Override for one query."""
+        found = {}
+        for ref in refs:
+            try:
+                found[ref] = self.find_vm(ref)
+            except SnapshotError as error:
+                found[ref] = error
+        return found
+
+    def list_vms(self):
+        """Every VM on the endpoint (for info across all VMs)."""
+        raise InvalidRequest("listing every VM is not supported by this provider; name the VM with 'vm'")
+
+    @abc.abstractmethod
+    def list_snapshots(self, vm):
+        """Every snapshot of the VM, the whole tree, as ``Snapshot`` records."""
+
+    def default_memory(self, vm, options):
+        """Whether to save memory state when the user did not say: when the VM is running."""
+        return vm.power_state == RUNNING
+
+    def check_create(self, vm, request, snapshots):
+        """Refuse what the platform would refuse or corrupt; changes nothing."""
+
+    @abc.abstractmethod
+    def create(self, vm, request):
+        """Create the snapshot and return its ``Snapshot``."""
+
+    def check_delete(self, vm, snapshot, snapshots, remove_children):
+        """Refuse a delete the platform would refuse or corrupt; changes nothing."""
+
+    @abc.abstractmethod
+    def delete(self, vm, snapshot, remove_children, timeout):
+        """Delete the snapshot (and its descendants when asked; else children are re-parented)."""
+
+    def check_revert(self, vm, snapshot, snapshots, power_state):
+        """Refuse a revert the platform would refuse or corrupt; changes nothing."""
+
+    @abc.abstractmethod
+    def revert(self, vm, snapshot, power_state, timeout):
+        """Revert the VM to the snapshot, leaving it in ``power_state`` (see REVERT_POWER_STATES)."""
+
+    def update(self, vm, snapshot, new_name=None, description=None, timeout=None):
+        """Rename or re-describe; ``description`` is the full text, marker included."""
+        raise InvalidRequest("%s snapshots cannot be renamed or re-described" % self.provider)
+
+
+# --- tree helpers -------------------------------------------------------------------------
+
+
+def link_tree(snapshots):
+    """Fill ``parent``, ``children`` and ``depth`` from ``parent_id`` (or ``parent`` names)."""
+    by_id = {s.id if s.id is not None else s.name: s for s in snapshots}
+    for snap in snapshots:
+        snap.children = []
+    for snap in snapshots:
+        key = snap.parent_id if snap.parent_id is not None else snap.parent
+        parent = by_id.get(key)
+        if parent is not None:
+            snap.parent = parent.name
+            parent.children.append(snap.name)
+    for snap in snapshots:
+        depth, node, seen = 1, snap, set()
+        while node is not None:
+            key = node.parent_id if node.parent_id is not None else node.parent
+            node = by_id.get(key)
+            if node is None or id(node) in seen:
+                break
+            seen.add(id(node))
+            depth += 1
+        snap.depth = depth
+    return snapshots
+
+
+def names(snapshots):
+    return [s.name for s in snapshots]
+
+
+def find_one(snapshots, name, vm, provider, action, required):
+    """The one snapshot called ``name`` anywhere in the tree; ambiguous names always fail."""
+    matches = [s for s in snapshots if s.name == name]
+    if len(matches) > 1:
+        raise AmbiguousSnapshot(
+            "%d snapshots share this name (ids: %s)" % (len(matches), ", ".join(str(s.id) for s in matches)),
+            action=action, vm=vm.name, snapshot=name, provider=provider,
+            hint="Rename or delete the duplicates so the name is unique; nothing was changed",
+            details={"candidates": [s.to_result() for s in matches]},
+        )
+    if not matches:
+        if required:
+            raise SnapshotNotFound(
+                "no snapshot with this name exists (existing: %s)" % (", ".join(names(snapshots)) or "none"),
+                action=action, vm=vm.name, snapshot=name, provider=provider,
+                hint="Check the snapshot name; nothing was changed",
+            )
+        return None
+    return matches[0]
+
+
+def descendants(snapshots, snapshot):
+    """Names of every snapshot below ``snapshot``."""
+    by_name = {s.name: s for s in snapshots}
+    found, stack = [], list(snapshot.children)
+    while stack:
+        child = stack.pop()
+        found.append(child)
+        if child in by_name:
+            stack.extend(by_name[child].children)
+    return found
+
+
+def select(snapshots, name_pattern=None, owned=None, run_id=None, older_than=None, expired=None, now=None):
+    """Filter snapshot records for info and bulk deletion."""
+    now = now or utcnow()
+    min_age = parse_duration(older_than).total_seconds() if older_than else None
+    chosen = []
+    for snap in snapshots:
+        if name_pattern and not fnmatch.fnmatchcase(snap.name, name_pattern):
+            continue
+        if owned is not None and bool(snap.owner) != owned:
+            continue
+        if run_id and not (snap.owner and snap.owner.get("run") == run_id):
+            continue
+        if min_age is not None and (snap.age_seconds(now) is None or snap.age_seconds(now) < min_age):
+            continue
+        if expired is not None and is_expired(snap.owner, now) != expired:
+            continue
+        chosen.append(snap)
+    return chosen
+
+
+# --- the decision function ----------------------------------------------------------------
+
+
+def ensure(backend, vm, params, check_mode):
+    """Bring one VM's snapshot to ``params.state``; return an ``Outcome``.
+
+    The only code that reads check mode. In check mode it runs the same lookups and
+    prechecks as a real run, so it reports the same ``changed`` and fails the same way,
+    and it calls no mutating backend method.
+    """
+    action = {"present": "create", "absent": "delete", "reverted": "revert"}[params.state]
+    try:
+        snapshots = backend.list_snapshots(vm)
+        before = names(snapshots)
+        if params.state == "present":
+            return _ensure_present(backend, vm, params, check_mode, snapshots, before)
+        if params.state == "absent":
+            if params.delete_all:
+                return _ensure_all_absent(backend, vm, params, check_mode, snapshots, before)
+            return _ensure_absent(backend, vm, params, check_mode, snapshots, before)
+        return _ensure_reverted(backend, vm, params, check_mode, snapshots, before)
+    except SnapshotError as error:
+        raise error.bind(action=action, vm=vm.name, snapshot=params.name, provider=backend.provider)
+
+
+def _ensure_present(backend, vm, params, check_mode, snapshots, before):
+    if params.new_name:
+        return _ensure_renamed(backend, vm, params, check_mode, snapshots, before)
+    existing = find_one(snapshots, params.name, vm, backend.provider, "create", required=False)
+    if existing is not None:
+        if params.description is None or params.description == existing.description:
+            return Outcome(vm, False, "exists", existing, before=before, after=before)
+        if not backend.supports_update:
+            raise InvalidRequest(
+                "the snapshot exists with another description and %s cannot change it" % backend.provider,
+                hint="Omit 'description' or delete the snapshot first")
+        if not check_mode:
+            backend.update(vm, existing, description=join_description(params.description, existing.owner),
+                           timeout=params.timeout)
+        existing.description = params.description
+        return Outcome(vm, True, "updated", existing, before=before, after=before)
+
+    if params.memory and vm.power_state != RUNNING:
+        raise PrecheckFailed(
+            "memory state was requested but the VM is %s" % vm.power_state,
+            hint="Start the VM or set memory to false for a disk-only snapshot")
+    memory = backend.default_memory(vm, params.options) if params.memory is None else params.memory
+    request = CreateRequest(
+        name=params.name, description=params.description or "", marker=params.marker,
+        memory=memory, quiesce=params.quiesce, strict=params.strict, timeout=params.timeout,
+        options=dict(params.options))
+    backend.check_create(vm, request, snapshots)
+    if check_mode:
+        current = next((s for s in snapshots if s.current), None)
+        predicted = Snapshot(
+            name=request.name, description=request.description, created=utcnow(),
+            parent=current.name if current else None, current=True, memory=request.memory,
+            quiesced=request.quiesce, owner=request.marker)
+        return Outcome(vm, True, "created", predicted, before=before, after=before + [request.name])
+    created = backend.create(vm, request)
+    if request.quiesce and created.quiesced is False:
+        if request.strict:
+            raise ProviderError(
+                "the snapshot was created but the platform did not quiesce the guest",
+                hint="It was kept; delete it, or fix the guest agent / tools and retry")
+        backend.warn("Snapshot '%s' of VM '%s' was created without quiescing the guest file systems"
+                     % (created.name, vm.name))
+    return Outcome(vm, True, "created", created, before=before, after=names(backend.list_snapshots(vm)))
+
+
+def _ensure_renamed(backend, vm, params, check_mode, snapshots, before):
+    target = find_one(snapshots, params.new_name, vm, backend.provider, "rename", required=False)
+    source = find_one(snapshots, params.name, vm, backend.provider, "rename", required=target is None)
+    if source is None:
+        return Outcome(vm, False, "exists", target, before=before, after=before)
+    if target is not None:
+        raise AmbiguousSnapshot(
+            "both '%s' and '%s' exist" % (params.name, params.new_name),
+            hint="Delete or rename one of them first; nothing was changed")
+    if not backend.supports_rename:
+        raise InvalidRequest("%s snapshots cannot be renamed" % backend.provider)
+    after = [params.new_name if n == params.name else n for n in before]
+    if not check_mode:
+        description = None
+        if params.description is not None:
+            description = join_description(params.description, source.owner)
+        backend.update(vm, source, new_name=params.new_name, description=description, timeout=params.timeout)
+    source.name = params.new_name
+    if params.description is not None:
+        source.description = params.description
+    return Outcome(vm, True, "renamed", source, before=before, after=after)
+
+
+def _ensure_absent(backend, vm, params, check_mode, snapshots, before):
+    existing = find_one(snapshots, params.name, vm, backend.provider, "delete", required=False)
+    if existing is None:
+        return Outcome(vm, False, "absent", None, before=before, after=before)
+    backend.check_delete(vm, existing, snapshots, params.remove_children)
+    gone = {existing.name}
+    if params.remove_children:
+        gone.update(descendants(snapshots, existing))
+    after = [n for n in before if n not in gone]
+    if not check_mode:
+        backend.delete(vm, existing, params.remove_children, params.timeout)
+    return Outcome(vm, True, "deleted", existing, before=before, after=after)
+
+
+def _ensure_all_absent(backend, vm, params, check_mode, snapshots, before):
+    if params.delete_all == "all":
+        chosen = list(snapshots)
+    else:
+        chosen = select(snapshots, owned=True, expired=True if params.delete_all == "expired" else None)
+    if params.name:
+        chosen = [s for s in chosen if fnmatch.fnmatchcase(s.name, params.name)]
+    # Deepest first, so no deletion has to re-parent a snapshot that is deleted next.
+    chosen.sort(key=lambda s: -s.depth)
+    for snap in chosen:
+        backend.check_delete(vm, snap, snapshots, False)
+    gone = {s.name for s in chosen}
+    if not check_mode:
+        for snap in chosen:
+            try:
+                backend.delete(vm, snap, False, params.timeout)
+            except SnapshotError as error:
+                raise error.bind(snapshot=snap.name)
+    return Outcome(vm, bool(chosen), "deleted" if chosen else "absent", None, snapshots=chosen,
+                   before=before, after=[n for n in before if n not in gone])
+
+
+def _ensure_reverted(backend, vm, params, check_mode, snapshots, before):
+    existing = find_one(snapshots, params.name, vm, backend.provider, "revert", required=True)
+    if params.revert_power_state in ("running", "paused") and not existing.memory:
+        # Not an error: a disk-only snapshot is booted afresh; say so rather than surprise.
+        backend.warn("Snapshot '%s' of VM '%s' has no memory state; the VM boots from the snapshot's disks"
+                     % (existing.name, vm.name))
+    backend.check_revert(vm, existing, snapshots, params.revert_power_state)
+    if not check_mode:
+        backend.revert(vm, existing, params.revert_power_state, params.timeout)
+        vm = backend.find_vm(vm.id)
+        refreshed = find_one(backend.list_snapshots(vm), existing.name, vm, backend.provider, "revert", required=False)
+        existing = refreshed or existing
+    existing.current = True
+    return Outcome(vm, True, "reverted", existing, before=before, after=before)
+
+
+# --- many VMs ------------------------------------------------------------------------------
+
+
+@dataclass
+class VmResult:
+    """One VM's line in a batch: its outcome, or its error."""
+
+    ref: str
+    outcome: Optional[Outcome] = None
+    error: Optional[SnapshotError] = None
+
+    def to_result(self, diff=False):
+        if self.outcome is not None:
+            result = self.outcome.to_result(diff=diff)
+            result.update({"item": self.ref, "failed": False})
+            return result
+        result = {"item": self.ref, "failed": True, "changed": False, "msg": self.error.message}
+        result.update(error_fields(self.error))
+        return result
+
+
+def error_fields(error):
+    """The structured keys every failure carries next to its message."""
+    fields = {"vm": error.vm, "snapshot": error.snapshot, "provider": error.provider,
+              "error": type(error).__name__}
+    fields.update(error.details)
+    return fields
+
+
+def ensure_many(backend, refs, params, check_mode, concurrency):
+    """``ensure`` for many VMs at once, up to ``concurrency`` in flight; one result per VM."""
+    found = backend.find_vms(refs)
+
+    def one(ref):
+        vm = found[ref]
+        if isinstance(vm, SnapshotError):
+            action = {"present": "create", "absent": "delete", "reverted": "revert"}[params.state]
+            return VmResult(ref, error=vm.bind(action=action, vm=ref, snapshot=params.name,
+                                               provider=backend.provider))
+        try:
+            return VmResult(ref, outcome=ensure(backend, vm, params, check_mode))
+        except SnapshotError as error:
+            return VmResult(ref, error=error)
+        except Exception as error:  # pylint: disable=broad-except
+            # One VM's unexpected failure must not lose the other VMs' results.
+            wrapped = ProviderError("unexpected error: %s" % error, vm=vm.name, snapshot=params.name,
+                                    provider=backend.provider,
+                                    details={"exception": traceback.format_exc()})
+            return VmResult(ref, error=wrapped)
+
+    workers = max(1, min(concurrency, backend.max_concurrency, len(refs) or 1))
+    if workers == 1:
+        return [one(ref) for ref in refs]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, refs))
