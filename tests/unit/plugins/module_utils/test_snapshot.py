@@ -1,0 +1,305 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Unit tests of the engine's decision function against an in-memory FakeBackend.
+
+The FakeBackend assumes only what every real provider does: snapshots form a tree with one
+current snapshot, create makes the new snapshot current under the old current one, delete
+re-parents children unless asked to remove them, revert makes the target current.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from ansible_collections.prechange.snapshots.plugins.module_utils._errors import (
+    AmbiguousSnapshot,
+    InvalidRequest,
+    PrecheckFailed,
+    SnapshotNotFound,
+)
+from ansible_collections.prechange.snapshots.plugins.module_utils._marker import make_marker, split_description, utcnow
+from ansible_collections.prechange.snapshots.plugins.module_utils._snapshot import (
+    Snapshot,
+    SnapshotBackend,
+    SnapshotParams,
+    VmRecord,
+    ensure,
+    ensure_many,
+    link_tree,
+)
+
+MUTATORS = ("create", "delete", "revert", "update")
+
+
+class FakeBackend(SnapshotBackend):
+    provider = "fake"
+    supports_update = True
+    supports_rename = True
+
+    def __init__(self, snapshots=(), power_state="running", refuse=None):
+        super().__init__({}, warn=self.warnings_append)
+        self.warnings = []
+        self.calls = []
+        self.power_state = power_state
+        self.refuse = refuse  # name of a check_* method that raises PrecheckFailed
+        self.snaps = [Snapshot(**s) for s in snapshots]
+        self._next = 100
+
+    def warnings_append(self, text):
+        self.warnings.append(text)
+
+    def find_vm(self, ref):
+        if ref == "missing":
+            from ansible_collections.prechange.snapshots.plugins.module_utils._errors import VmNotFound
+            raise VmNotFound("no such VM", vm=ref, provider=self.provider)
+        return VmRecord(name=ref, id="id-" + ref, power_state=self.power_state)
+
+    def list_snapshots(self, vm):
+        self.calls.append("list_snapshots")
+        copies = [Snapshot(name=s.name, id=s.id, description=s.description, parent_id=s.parent_id,
+                           current=s.current, memory=s.memory, owner=s.owner, created=s.created)
+                  for s in self.snaps]
+        return link_tree(copies)
+
+    def _check(self, which):
+        self.calls.append(which)
+        if self.refuse == which:
+            raise PrecheckFailed("refused by %s" % which)
+
+    def check_create(self, vm, request, snapshots):
+        self._check("check_create")
+
+    def check_delete(self, vm, snapshot, snapshots, remove_children):
+        self._check("check_delete")
+
+    def check_revert(self, vm, snapshot, snapshots, power_state):
+        self._check("check_revert")
+
+    def create(self, vm, request):
+        self.calls.append("create")
+        self._next += 1
+        parent = next((s for s in self.snaps if s.current), None)
+        for s in self.snaps:
+            s.current = False
+        new = Snapshot(name=request.name, id=str(self._next), description=request.description,
+                       parent_id=parent.id if parent else None, current=True, memory=request.memory,
+                       owner=request.marker, created=utcnow())
+        self.snaps.append(new)
+        return new
+
+    def delete(self, vm, snapshot, remove_children, timeout):
+        self.calls.append("delete")
+        target = next(s for s in self.snaps if s.id == snapshot.id)
+        doomed = {target.id}
+        if remove_children:
+            changed = True
+            while changed:
+                changed = False
+                for s in self.snaps:
+                    if s.parent_id in doomed and s.id not in doomed:
+                        doomed.add(s.id)
+                        changed = True
+        else:
+            for s in self.snaps:
+                if s.parent_id == target.id:
+                    s.parent_id = target.parent_id
+        self.snaps = [s for s in self.snaps if s.id not in doomed]
+
+    def revert(self, vm, snapshot, power_state, timeout):
+        self.calls.append("revert")
+        for s in self.snaps:
+            s.current = s.id == snapshot.id
+
+    def update(self, vm, snapshot, new_name=None, description=None, timeout=None):
+        self.calls.append("update")
+        for s in self.snaps:
+            if s.id == snapshot.id:
+                s.name = new_name or s.name
+                if description is not None:
+                    s.description, s.owner = split_description(description)
+
+
+VM = VmRecord(name="web01", id="id-web01", power_state="running")
+EXISTING = [
+    {"name": "base", "id": "1", "current": False},
+    {"name": "snap", "id": "2", "parent_id": "1", "current": True, "memory": True},
+    {"name": "child", "id": "3", "parent_id": "2"},
+]
+ABSENT = [{"name": "base", "id": "1", "current": True}]
+
+
+def _params(state, **kw):
+    kw.setdefault("name", "snap")
+    if state == "present":
+        kw.setdefault("marker", make_marker(run="r1"))
+    return SnapshotParams(state=state, **kw)
+
+
+def _run(state, exists, check_mode, **kw):
+    backend = FakeBackend(EXISTING if exists else ABSENT)
+    outcome = ensure(backend, backend.find_vm("web01"), _params(state, **kw), check_mode)
+    return backend, outcome
+
+
+# state x exists; revert of a missing snapshot raises and is tested separately.
+CASES = [(s, e) for s, e in itertools.product(("present", "absent", "reverted"), (True, False))
+         if not (s == "reverted" and not e)]
+
+
+@pytest.mark.parametrize("state,exists", CASES)
+def test_check_mode_never_mutates_and_predicts_changed(state, exists):
+    check_backend, predicted = _run(state, exists, check_mode=True)
+    real_backend, actual = _run(state, exists, check_mode=False)
+    assert not set(check_backend.calls) & set(MUTATORS), check_backend.calls
+    assert predicted.changed == actual.changed
+    assert predicted.action == actual.action
+    assert predicted.after == actual.after
+    assert [s.name for s in check_backend.snaps] == [s["name"] for s in (EXISTING if exists else ABSENT)]
+
+
+@pytest.mark.parametrize("state,exists,changed,action", [
+    ("present", True, False, "exists"),
+    ("present", False, True, "created"),
+    ("absent", True, True, "deleted"),
+    ("absent", False, False, "absent"),
+    ("reverted", True, True, "reverted"),
+])
+def test_changed_and_action(state, exists, changed, action):
+    _backend, outcome = _run(state, exists, check_mode=False)
+    assert (outcome.changed, outcome.action) == (changed, action)
+
+
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_revert_missing_snapshot_fails_loudly(check_mode):
+    backend = FakeBackend(ABSENT)
+    with pytest.raises(SnapshotNotFound) as info:
+        ensure(backend, VM, _params("reverted", name="nope"), check_mode)
+    assert str(info.value) == (
+        "Failed to revert snapshot 'nope' of VM 'web01' on fake: no snapshot with this name exists "
+        "(existing: base). Check the snapshot name; nothing was changed.")
+    assert not set(backend.calls) & set(MUTATORS)
+
+
+@pytest.mark.parametrize("state", ["present", "absent", "reverted"])
+def test_duplicate_names_are_never_guessed(state):
+    backend = FakeBackend([{"name": "dup", "id": "1"}, {"name": "x", "id": "2", "parent_id": "1"},
+                           {"name": "dup", "id": "3", "parent_id": "1", "current": True}])
+    with pytest.raises(AmbiguousSnapshot) as info:
+        ensure(backend, VM, _params(state, name="dup"), check_mode=False)
+    assert "2 snapshots share this name (ids: 1, 3)" in str(info.value)
+    assert len(info.value.details["candidates"]) == 2
+    assert not set(backend.calls) & set(MUTATORS)
+
+
+def test_sibling_branch_is_found():
+    backend = FakeBackend([{"name": "root", "id": "1"}, {"name": "a", "id": "2", "parent_id": "1", "current": True},
+                           {"name": "b", "id": "3", "parent_id": "1"}])
+    outcome = ensure(backend, VM, _params("reverted", name="b"), check_mode=False)
+    assert outcome.snapshot.name == "b" and outcome.changed
+    assert [s.name for s in backend.snaps if s.current] == ["b"]
+
+
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_precheck_failure_changes_nothing(check_mode):
+    backend = FakeBackend(ABSENT, refuse="check_create")
+    with pytest.raises(PrecheckFailed) as info:
+        ensure(backend, VM, _params("present", name="new"), check_mode)
+    assert info.value.action == "create" and info.value.snapshot == "new" and info.value.vm == "web01"
+    assert "create" not in backend.calls
+
+
+def test_memory_on_stopped_vm_is_refused_before_anything():
+    backend = FakeBackend(ABSENT, power_state="stopped")
+    vm = backend.find_vm("db01")
+    with pytest.raises(PrecheckFailed) as info:
+        ensure(backend, vm, _params("present", name="new", memory=True), check_mode=False)
+    assert "memory state was requested but the VM is stopped" in str(info.value)
+    assert "check_create" not in backend.calls and "create" not in backend.calls
+
+
+def test_memory_default_follows_power_state():
+    running = FakeBackend(ABSENT)
+    stopped = FakeBackend(ABSENT, power_state="stopped")
+    assert ensure(running, running.find_vm("a"), _params("present", name="n"), False).snapshot.memory is True
+    assert ensure(stopped, stopped.find_vm("a"), _params("present", name="n"), False).snapshot.memory is False
+
+
+def test_delete_keeps_or_removes_children():
+    _b, kept = _run("absent", True, check_mode=False)
+    assert kept.after == ["base", "child"]
+    _b, removed = _run("absent", True, check_mode=False, remove_children=True)
+    assert removed.after == ["base"]
+
+
+def test_diff_lists_names_before_and_after():
+    _b, outcome = _run("present", False, check_mode=True)
+    result = outcome.to_result(diff=True)
+    assert result["diff"] == {"before": {"snapshots": ["base"]}, "after": {"snapshots": ["base", "snap"]}}
+
+
+def test_redescribe_keeps_marker_and_is_idempotent():
+    owner = make_marker(run="r0")
+    backend = FakeBackend([{"name": "snap", "id": "1", "description": "old", "owner": owner, "current": True}])
+    outcome = ensure(backend, VM, _params("present", description="new"), check_mode=False)
+    assert outcome.changed and outcome.action == "updated" and "update" in backend.calls
+    assert backend.snaps[0].description == "new" and backend.snaps[0].owner == owner
+    again = ensure(backend, VM, _params("present", description="new"), check_mode=False)
+    assert (again.changed, again.action) == (False, "exists")
+
+
+def test_rename_is_idempotent():
+    backend = FakeBackend([{"name": "old", "id": "1", "current": True}])
+    first = ensure(backend, VM, _params("present", name="old", new_name="new"), check_mode=False)
+    second = ensure(backend, VM, _params("present", name="old", new_name="new"), check_mode=False)
+    assert (first.changed, first.after) == (True, ["new"])
+    assert (second.changed, second.action) == (False, "exists")
+
+
+def test_rename_without_either_snapshot_fails():
+    backend = FakeBackend(ABSENT)
+    with pytest.raises(SnapshotNotFound):
+        ensure(backend, VM, _params("present", name="old", new_name="new"), check_mode=False)
+
+
+def test_rename_refused_where_unsupported():
+    backend = FakeBackend([{"name": "old", "id": "1"}])
+    backend.supports_rename = False
+    with pytest.raises(InvalidRequest):
+        ensure(backend, VM, _params("present", name="old", new_name="new"), check_mode=False)
+
+
+def _owned(name, sid, parent=None, expires=None):
+    return {"name": name, "id": sid, "parent_id": parent,
+            "owner": make_marker(run="r", expires=expires)}
+
+
+@pytest.mark.parametrize("selector,expected_left", [
+    ("owned", ["mine-not-theirs"]),
+    ("expired", ["mine-not-theirs", "fresh"]),
+    ("all", []),
+])
+def test_delete_all_touches_only_what_was_asked(selector, expected_left):
+    snaps = [
+        {"name": "mine-not-theirs", "id": "1", "description": "hand made"},
+        _owned("old", "2", "1", expires="2000-01-01T00:00:00Z"),
+        _owned("fresh", "3", "2", expires="2999-01-01T00:00:00Z"),
+    ]
+    check = FakeBackend(snaps)
+    predicted = ensure(check, VM, SnapshotParams(state="absent", delete_all=selector), check_mode=True)
+    backend = FakeBackend(snaps)
+    outcome = ensure(backend, VM, SnapshotParams(state="absent", delete_all=selector), check_mode=False)
+    assert [s.name for s in backend.snaps] == expected_left
+    assert predicted.after == outcome.after == expected_left
+    assert "delete" not in check.calls
+
+
+def test_batch_one_failure_does_not_stop_others():
+    backend = FakeBackend(ABSENT)
+    results = ensure_many(backend, ["a", "missing", "b"], _params("present", name="n"), False, concurrency=2)
+    assert [r.ref for r in results] == ["a", "missing", "b"]
+    assert [r.error is None for r in results] == [True, False, True]
+    row = results[1].to_result()
+    assert row["failed"] and row["vm"] == "missing" and row["error"] == "VmNotFound"
+    assert row["msg"].startswith("Failed to create snapshot 'n' of VM 'missing' on fake:")
