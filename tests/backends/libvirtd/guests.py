@@ -242,11 +242,12 @@ def _domain_xml(kind: str, name: str, gdir: str, disk: str) -> str:
             "      <target type='virtio' name='org.qemu.guest_agent.0'/>\n"
             "    </channel>\n"
         )
-    # Serial to a plain file. An internal revert of a running guest is a `loadvm` inside the
-    # same QEMU process, so the file simply continues: after the revert the newest lines show
-    # the counter restarting from its value at snapshot time (read_counter reads the last
-    # complete line). If libvirt has to start a new QEMU (reverting a shut-off guest to a
-    # running snapshot), QEMU reopens the file truncated, which is just as readable.
+    # Serial to a plain file, truncated whenever a QEMU process starts (append='off').
+    # libvirt 9.0 reverts a running guest to an internal snapshot by stopping QEMU and
+    # starting a new process with the snapshot loaded (observed: new pid, new domain id),
+    # so once revertToSnapshot() returns, the file holds only post-revert output and the
+    # first counter line in it is the snapshot-time value + 1. For a libvirt that would
+    # `loadvm` in place, the file just continues: counter_mark()/since= handle both.
     return f"""<domain type='qemu'>
   <name>{escape(name)}</name>
   <metadata><{META_KEY}:guest xmlns:{META_KEY}='{META_NS}' kind='{kind}'/></metadata>
@@ -266,7 +267,7 @@ def _domain_xml(kind: str, name: str, gdir: str, disk: str) -> str:
       <target dev='vda' bus='virtio'/>
     </disk>
     <serial type='file'>
-      <source path='{escape(os.path.join(gdir, "serial.log"))}'/>
+      <source path='{escape(os.path.join(gdir, "serial.log"))}' append='off'/>
       <target port='0'/>
     </serial>
 {channel}    <memballoon model='none'/>
@@ -391,12 +392,55 @@ def list_guests(uri: str | None = None) -> list[tuple[str, str, bool]]:
 # ------------------------------------------------------------------------------ counter
 
 
+def _full(name: str) -> str:
+    return name if name.startswith(PREFIX) else PREFIX + name
+
+
+def _qemu_pid(name: str) -> int:
+    # libvirtd's own record of the guest's QEMU pid (qemu:///system on this host).
+    try:
+        with open(f"/run/libvirt/qemu/{name}.pid") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return -1
+
+
+def counter_mark(name: str, uri: str | None = None) -> tuple[int, int]:
+    """A point in the guest's serial output: (QEMU process id, serial file size).
+
+    Pass it as since= to read only what was printed after it. When libvirt has started a
+    new QEMU process since (which truncates the file), reading restarts at offset 0; with
+    the same process, it starts at the marked size. (The libvirt domain id does not tell:
+    9.0 keeps it across the QEMU restart of a revert.)"""
+    pid = _qemu_pid(_full(name))
+    try:
+        size = os.path.getsize(serial_path(_full(name)))
+    except FileNotFoundError:
+        size = 0
+    return pid, size
+
+
+def counter_lines(name: str, since: tuple[int, int] | None = None,
+                  uri: str | None = None) -> list[tuple[int, str]]:
+    """All complete (counter, boot id) lines printed (after `since`, a counter_mark())."""
+    start = 0
+    if since is not None:
+        pid, size = counter_mark(name, uri)
+        if pid == since[0] and size >= since[1]:
+            start = since[1]
+    try:
+        with open(serial_path(_full(name)), "rb") as f:
+            f.seek(start)
+            data = f.read()
+    except FileNotFoundError:
+        return []
+    return [(int(a), b.decode()) for a, b in COUNTER_RE.findall(data)]
+
+
 def read_counter_state(name: str) -> tuple[int, str] | None:
     """(counter, boot id) from the newest complete COUNTER line, or None before the first."""
-    if not name.startswith(PREFIX):
-        name = PREFIX + name
     try:
-        with open(serial_path(name), "rb") as f:
+        with open(serial_path(_full(name)), "rb") as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - 4096))
             tail = f.read()
@@ -414,19 +458,26 @@ def read_counter(name: str) -> int | None:
     return st[0] if st else None
 
 
-def wait_for_counter(name: str, above: int | None = None, timeout: float = 180.0) -> int:
-    """Wait until the guest printed a counter (greater than `above`, if given) and return it.
+def wait_for_counter(name: str, above: int | None = None, timeout: float = 180.0,
+                     since: tuple[int, int] | None = None, uri: str | None = None) -> int:
+    """Wait for a counter line and return its value.
 
-    The timeout is only a hang guard (generous: boot under emulation takes a few seconds)."""
+    Without since: the latest value, once there is one (greater than `above`, if given).
+    With since=counter_mark(...): the FIRST value printed after the mark (e.g. the first
+    line after a revert). The timeout is only a hang guard (boot takes a few seconds)."""
     deadline = time.monotonic() + timeout
     while True:
-        value = read_counter(name)
+        if since is not None:
+            lines = counter_lines(name, since, uri)
+            value = lines[0][0] if lines else None
+        else:
+            value = read_counter(name)
         if value is not None and (above is None or value > above):
             return value
         if time.monotonic() > deadline:
             tail = ""
             try:
-                with open(serial_path(name if name.startswith(PREFIX) else PREFIX + name), "rb") as f:
+                with open(serial_path(_full(name)), "rb") as f:
                     tail = f.read()[-800:].decode(errors="replace")
             except OSError:
                 pass
