@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # Start/stop virtlogd + libvirtd without systemd, for the real libvirt test layer.
 #
 # Usage: bash tests/backends/libvirtd/ctl.sh start|stop|status|logs

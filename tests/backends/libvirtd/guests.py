@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Test guests for the real libvirt layer (libvirtd + QEMU, software emulation).
 
 Module and CLI. Every guest this file defines carries a name prefix (default ``pcstest-``)
@@ -87,6 +88,20 @@ class Guest:
     disk: str
     serial: str
     uri: str = URI
+
+    # Counter-guest helpers (see the module functions of the same names).
+    def read_counter(self) -> int | None:
+        return read_counter(self.name)
+
+    def counter_mark(self) -> tuple[int, int]:
+        return counter_mark(self.name)
+
+    def counter_lines(self, since: tuple[int, int] | None = None) -> list[tuple[int, str]]:
+        return counter_lines(self.name, since)
+
+    def wait_for_counter(self, above: int | None = None, timeout: float = 180.0,
+                         since: tuple[int, int] | None = None) -> int:
+        return wait_for_counter(self.name, above=above, timeout=timeout, since=since)
 
 
 def guest_dir(name: str) -> str:

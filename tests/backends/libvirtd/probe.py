@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Show what the installed libvirt/QEMU does on the snapshot traps, with plain libvirt-python.
 
 Run after setup.sh and ctl.sh start:  python3 tests/backends/libvirtd/probe.py

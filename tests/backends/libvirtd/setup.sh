@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # Prepare a fresh Debian/Ubuntu machine (as root, no systemd) for the real libvirt layer:
 # libvirtd + QEMU with software emulation. Idempotent: every step checks first, so a
 # re-run on a prepared machine takes well under a second (plus the Python import check).
