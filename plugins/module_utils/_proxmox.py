@@ -1,0 +1,722 @@
+# -*- coding: utf-8 -*-
+# Copyright: prechange.snapshots contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Proxmox VE provider: a ``SnapshotBackend`` over proxmoxer, plus its connection spec.
+
+This is an internal module of the prechange.snapshots collection; it is not a public API
+and may change without notice.
+
+One ``ProxmoxBackend`` is one API session (one ticket, or one API token) for a whole module
+call, however many guests it acts on. Guests are QEMU VMs or LXC containers; the kind and the
+node come from one ``/cluster/resources`` query, also for many guests at once.
+
+Every snapshot, delete and rollback is a PVE task (a UPID): it is polled through ``_wait`` until
+it stops or the timeout runs out. A failed task reports the text of its own log. When PVE says
+the guest is locked (``VM is locked (backup)``, or a lock file timeout), the call is retried with
+backoff until the timeout, then reported with the lock's name.
+
+Prechecks refuse before anything changes what PVE would refuse half way: names PVE rejects,
+memory state for containers, disks on storage without snapshot support, container bind mounts
+and device mounts, rollback past newer snapshots on ZFS.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import traceback
+from datetime import datetime, timezone
+
+from ansible.module_utils.basic import env_fallback
+
+from ansible_collections.prechange.snapshots.plugins.module_utils._errors import (
+    AmbiguousVm,
+    ConnectionFailed,
+    InvalidRequest,
+    PrecheckFailed,
+    ProviderError,
+    SnapshotError,
+    SnapshotNotFound,
+    SnapshotTimeout,
+    VmNotFound,
+)
+from ansible_collections.prechange.snapshots.plugins.module_utils._marker import split_description
+from ansible_collections.prechange.snapshots.plugins.module_utils._snapshot import (
+    RUNNING,
+    Snapshot,
+    SnapshotBackend,
+    VmRecord,
+    descendants,
+    link_tree,
+)
+from ansible_collections.prechange.snapshots.plugins.module_utils._wait import Deadline, backoff, poll
+
+PROXMOXER_IMPORT_ERROR = None
+try:
+    import proxmoxer
+    from proxmoxer import ProxmoxAPI
+    from proxmoxer.core import AuthenticationError, ResourceException
+except ImportError:  # pragma: no cover - reported by the module through missing_required_lib
+    proxmoxer = ProxmoxAPI = None
+    AuthenticationError = ResourceException = None
+    PROXMOXER_IMPORT_ERROR = traceback.format_exc()
+
+try:
+    from requests.exceptions import RequestException
+except ImportError:  # pragma: no cover - proxmoxer needs requests, so this goes with the error above
+    RequestException = None
+
+QEMU = "qemu"
+LXC = "lxc"
+
+# PVE's 'pve-configid' format for snapshot names (PVE::JSONSchema::pve_verify_configid, matched
+# case-insensitively) and the API's maxLength of 40.
+SNAPSHOT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]+$")
+SNAPSHOT_NAME_MAX = 40
+# Names PVE reserves: 'current' is the "You are here!" entry of every snapshot list; 'pending'
+# (QEMU, any case) is the pending-changes section of a VM config; 'vzdump' (LXC) is the backup's
+# own temporary snapshot.
+RESERVED_NAMES = {QEMU: ("current", "pending"), LXC: ("current", "vzdump"), None: ("current",)}
+
+# Storage types whose volumes snapshot whatever their format.
+SNAPSHOT_STORAGE_TYPES = ("lvmthin", "zfspool", "zfs", "rbd", "btrfs")
+# Storage types that hold files; only qcow2 images there can be snapshotted (QEMU internal snapshots).
+FILE_STORAGE_TYPES = ("dir", "nfs", "cifs", "glusterfs", "cephfs")
+# Never: thick LVM (unless PVE 9's snapshot-as-volume-chain with qcow2), iSCSI LUNs.
+NO_SNAPSHOT_STORAGE_TYPES = ("lvm", "iscsi", "iscsidirect")
+
+QEMU_DISK_KEY = re.compile(r"^(ide|sata|scsi|virtio)\d+$|^(efidisk|tpmstate)0$")
+LXC_MOUNT_KEY = re.compile(r"^(rootfs|mp\d+)$")
+
+_LOCKED = re.compile(r"\b(?:VM|CT) is locked \(([^)]+)\)")
+_LOCK_FILE = re.compile(r"can't lock file '([^']+)' - got timeout")
+
+
+def connection_argument_spec():
+    """The Proxmox connection options (documented in the proxmox doc fragment).
+
+    Names and environment variables as community.proxmox has them, so existing inventories
+    and ``module_defaults`` carry over.
+    """
+    return dict(
+        api_host=dict(type="str", required=True, fallback=(env_fallback, ["PROXMOX_HOST"])),
+        api_port=dict(type="int", fallback=(env_fallback, ["PROXMOX_PORT"])),
+        api_user=dict(type="str", required=True, fallback=(env_fallback, ["PROXMOX_USER"])),
+        api_password=dict(type="str", no_log=True, fallback=(env_fallback, ["PROXMOX_PASSWORD"])),
+        api_token_id=dict(type="str", no_log=False, fallback=(env_fallback, ["PROXMOX_TOKEN_ID"])),
+        api_token_secret=dict(type="str", no_log=True, fallback=(env_fallback, ["PROXMOX_TOKEN_SECRET"])),
+        validate_certs=dict(type="bool", default=True, fallback=(env_fallback, ["PROXMOX_VALIDATE_CERTS"])),
+        ca_path=dict(type="path", fallback=(env_fallback, ["PROXMOX_CA_PATH"])),
+        api_timeout=dict(type="int", default=30, fallback=(env_fallback, ["PROXMOX_API_TIMEOUT"])),
+    )
+
+
+def connection_module_kwargs():
+    """Argument rules for the connection options, merged into each module's AnsibleModule kwargs."""
+    return dict(
+        required_one_of=[("api_password", "api_token_id")],
+        required_together=[("api_token_id", "api_token_secret")],
+    )
+
+
+def snapshot_extra_spec():
+    """Proxmox-only options of proxmox_snapshot."""
+    return dict(force=dict(type="bool", default=False))
+
+
+# --- pure helpers (unit-tested without a server) ----------------------------------------------
+
+
+def check_snapshot_name(name, kind=QEMU):
+    """Why PVE would refuse this snapshot name, or None when it takes it."""
+    if name is None or name == "":
+        return "a snapshot name is required"
+    if len(name) > SNAPSHOT_NAME_MAX:
+        return "it is %d characters long and Proxmox allows at most %d" % (len(name), SNAPSHOT_NAME_MAX)
+    if len(name) < 2:
+        return "Proxmox needs at least 2 characters"
+    if not name[0].isascii() or not name[0].isalpha():
+        return "Proxmox needs it to start with a letter (a-z)"
+    if not SNAPSHOT_NAME.match(name):
+        bad = sorted(set(c for c in name if not (c.isascii() and (c.isalnum() or c in "_-"))))
+        return "Proxmox allows only letters, digits, '-' and '_' (found %s)" % ", ".join(repr(c) for c in bad)
+    for reserved in RESERVED_NAMES.get(kind, ()):
+        # PVE compares 'pending' without regard to case, the others exactly.
+        clash = name.lower() == reserved if reserved == "pending" else name == reserved
+        if clash:
+            return "'%s' is a name Proxmox reserves for %s" % (
+                reserved, "guests" if reserved == "current" else ("VMs" if kind == QEMU else "containers"))
+    return None
+
+
+def split_props(value):
+    """'vol,key=val,...' as (first bare item or None, {key: val})."""
+    first, props = None, {}
+    for index, part in enumerate(str(value).split(",")):
+        key, sep, val = part.partition("=")
+        if sep:
+            props[key] = val
+        elif index == 0 and part:
+            first = part
+    return first, props
+
+
+def guest_volumes(kind, config):
+    """(key, volume, options) of the disks a snapshot must cover: QEMU drives (no CD-ROMs, no
+    'none'), LXC rootfs and mount points (bind and device mounts included, as paths)."""
+    out = []
+    for key in sorted(config):
+        if kind == QEMU and QEMU_DISK_KEY.match(key):
+            volume, props = split_props(config[key])
+            volume = volume or props.pop("file", "")
+            if props.get("media") == "cdrom" or volume in ("", "none", "cdrom"):
+                continue
+            out.append((key, volume, props))
+        elif kind == LXC and LXC_MOUNT_KEY.match(key):
+            volume, props = split_props(config[key])
+            volume = volume or props.pop("volume", "")
+            out.append((key, volume, props))
+    return out
+
+
+def snapshot_blockers(kind, config, storages):
+    """Reasons PVE would answer 'snapshot feature is not available', one per disk; [] when none.
+
+    ``storages`` maps storage id to its /storage entry (type, and options such as
+    snapshot-as-volume-chain). An unknown storage type is left to PVE to judge.
+    """
+    reasons = []
+    for key, volume, _props in guest_volumes(kind, config):
+        if volume.startswith("/dev/"):
+            reasons.append("%s is a device mount of %s, which cannot be snapshotted" % (key, volume))
+            continue
+        if volume.startswith("/"):
+            reasons.append("%s is a bind mount of the host path %s, which cannot be snapshotted" % (key, volume))
+            continue
+        if ":" not in volume:
+            continue
+        sid, name = volume.split(":", 1)
+        store = storages.get(sid)
+        if store is None:
+            continue
+        stype = store.get("type")
+        if stype in SNAPSHOT_STORAGE_TYPES:
+            continue
+        if stype in FILE_STORAGE_TYPES:
+            if kind == QEMU and name.endswith(".qcow2"):
+                continue
+            fmt = name.rsplit(".", 1)[-1] if "." in name.rsplit("/", 1)[-1] else "subvol/raw"
+            reasons.append("%s (%s) is a %s volume on %s storage '%s'; only qcow2 images there can be "
+                           "snapshotted" % (key, volume, fmt, stype, sid))
+            continue
+        if stype == "lvm" and str(store.get("snapshot-as-volume-chain", "0")) in ("1", "true") \
+                and name.endswith(".qcow2"):
+            continue
+        if stype in NO_SNAPSHOT_STORAGE_TYPES:
+            reasons.append("%s (%s) is on %s storage '%s', which has no snapshot support" % (key, volume, stype, sid))
+    return reasons
+
+
+def zfs_newer_snapshots(kind, config, storages, snapshots, target):
+    """Snapshots newer than ``target`` that block a ZFS rollback (ZFS rolls back only to the latest)."""
+    on_zfs = any(":" in volume and (storages.get(volume.split(":", 1)[0]) or {}).get("type") == "zfspool"
+                 for _key, volume, _props in guest_volumes(kind, config))
+    if not on_zfs or target.created is None:
+        return []
+    return sorted(s.name for s in snapshots if s.name != target.name and s.created is not None
+                  and s.created > target.created)
+
+
+def lock_name(text):
+    """The lock named in a PVE 'locked' error, or None when the text is not about a lock."""
+    found = _LOCKED.search(text or "")
+    if found:
+        return found.group(1)
+    found = _LOCK_FILE.search(text or "")
+    if found:
+        return "lock file %s" % found.group(1)
+    return None
+
+
+def parse_snapshot_list(items):
+    """A /snapshot listing (any order, 'current' anywhere) as linked ``Snapshot`` records, oldest first."""
+    current_parent = None
+    snaps = []
+    for item in items:
+        if item.get("name") == "current":
+            current_parent = item.get("parent")
+            continue
+        user_text, owner = split_description(item.get("description") or "")
+        snaptime = item.get("snaptime")
+        memory = bool(int(item.get("vmstate") or 0))
+        extra = {}
+        if item.get("snapstate"):
+            extra["snapstate"] = item["snapstate"]
+        snaps.append(Snapshot(
+            name=item["name"], id=item["name"], description=user_text,
+            created=datetime.fromtimestamp(int(snaptime), tz=timezone.utc) if snaptime else None,
+            parent=item.get("parent"), memory=memory, quiesced=None, owner=owner,
+            power_state="running" if memory else None, extra=extra))
+    for snap in snaps:
+        snap.current = snap.name == current_parent
+    snaps.sort(key=lambda s: (s.created is None, s.created, s.name))
+    return link_tree(snaps)
+
+
+def task_failure_text(status, log_lines):
+    """The error text of a failed task: its exit status, with the log lines that explain it."""
+    exitstatus = str(status.get("exitstatus") or status.get("status") or "unknown")
+    lines = [str(line.get("t", "")) if isinstance(line, dict) else str(line) for line in log_lines or []]
+    detail = [line for line in lines if line and line != "TASK ERROR: " + exitstatus and line != exitstatus
+              and not line.startswith("TASK ")]
+    # The last few lines before the error are what PVE's GUI shows; keep them short.
+    if detail:
+        return "%s (task log: %s)" % (exitstatus, " | ".join(detail[-5:]))
+    return exitstatus
+
+
+def power_state_of(resource):
+    status = resource.get("status")
+    if status == "running":
+        if resource.get("qmpstatus") in ("paused", "prelaunch", "suspended"):
+            return "paused"
+        return "running"
+    if status == "stopped":
+        return "stopped"
+    return "unknown"
+
+
+def upid_node(upid):
+    """The node a UPID ran on (UPID:<node>:...)."""
+    parts = str(upid).split(":")
+    return parts[1] if len(parts) > 2 and parts[0] == "UPID" else None
+
+
+class ProxmoxBackend(SnapshotBackend):
+    provider = "proxmox"
+    supports_update = True  # PUT .../snapshot/{name}/config
+    supports_rename = False  # PVE has no way to rename a snapshot
+    max_concurrency = 16
+
+    def __init__(self, params, warn=None):
+        super().__init__(params, warn)
+        if ProxmoxAPI is None:
+            raise ConnectionFailed("the proxmoxer library is not installed", action="connect to",
+                                   provider=self.provider, details={"exception": PROXMOXER_IMPORT_ERROR},
+                                   hint="Install proxmoxer and requests on the controller")
+        self.host = params.get("api_host")
+        # The action named in lookup errors (they are raised before the engine knows what it does).
+        self._action = {"present": "create", "absent": "delete", "reverted": "revert"}.get(
+            params.get("state"), "list")
+        if params.get("state", "present") == "present" and params.get("name") and not params.get("delete_all"):
+            # Before any API call: the rules every guest kind shares ('pending'/'vzdump' need the kind, later).
+            why = check_snapshot_name(params["name"], kind=None)
+            if why:
+                raise InvalidRequest("the snapshot name is not valid on Proxmox: %s" % why, action="create",
+                                     snapshot=params["name"], provider=self.provider,
+                                     hint="Use 2-40 characters: a letter first, then letters, digits, '-' or "
+                                          "'_'; nothing was changed")
+        self._storages = None
+        self._configs = {}
+        self._resources_by_vmid = {}
+        kwargs = dict(user=params.get("api_user"), timeout=params.get("api_timeout") or 30)
+        if params.get("api_port"):
+            kwargs["port"] = params["api_port"]
+        verify = bool(params.get("validate_certs", True))
+        if verify and params.get("ca_path"):
+            verify = params["ca_path"]
+        kwargs["verify_ssl"] = verify
+        if params.get("api_password"):
+            kwargs["password"] = params["api_password"]
+        else:
+            kwargs["token_name"] = params.get("api_token_id")
+            kwargs["token_value"] = params.get("api_token_secret")
+        try:
+            # Password auth fetches the ticket here: one ticket for the whole module call.
+            self.api = ProxmoxAPI(self.host, **kwargs)
+            if "password" not in kwargs:
+                # A token is only checked on first use: use it now, so a bad token fails as a connection error.
+                self.api.version.get()
+        except AuthenticationError as error:
+            raise ConnectionFailed("authentication to %s failed: %s" % (self.host, error), action="connect to",
+                                   provider=self.provider,
+                                   hint="Check api_user and api_password, or api_token_id and api_token_secret")
+        except ResourceException as error:
+            raise ConnectionFailed("authentication to %s failed: %s" % (self.host, self._error_text(error)),
+                                   action="connect to", provider=self.provider,
+                                   hint="Check api_user, api_token_id and api_token_secret")
+        except Exception as error:  # pylint: disable=broad-except
+            # requests' connection and TLS errors, proxmoxer's config errors.
+            raise ConnectionFailed("cannot reach %s: %s" % (self.host, error), action="connect to",
+                                   provider=self.provider,
+                                   hint="Check api_host, api_port, validate_certs and ca_path")
+
+    # --- low level --------------------------------------------------------------------------
+
+    @staticmethod
+    def _error_text(error):
+        if ResourceException is not None and isinstance(error, ResourceException):
+            text = str(error.content or error.status_message or "").strip()
+            if error.errors:
+                fields = error.errors if isinstance(error.errors, dict) else {"": error.errors}
+                text += " " + "; ".join("%s: %s" % (k, str(v).strip()) if k else str(v).strip()
+                                        for k, v in sorted(fields.items()))
+            return "%s (HTTP %s)" % (text.strip(), error.status_code)
+        return str(error)
+
+    def _translate(self, error, vm=None, snapshot=None):
+        """A proxmoxer/requests exception as the engine's error, keeping PVE's own text."""
+        if isinstance(error, SnapshotError):
+            return error
+        text = self._error_text(error)
+        if ResourceException is not None and isinstance(error, ResourceException):
+            if error.status_code == 595:
+                return ProviderError(text, vm=vm, snapshot=snapshot, provider=self.provider,
+                                     hint="The guest's node is offline or unreachable from the API node")
+            if error.status_code == 403:
+                return ProviderError(text, vm=vm, snapshot=snapshot, provider=self.provider,
+                                     hint="Grant the API user or token VM.Snapshot (and VM.Audit) on the guest")
+            if error.status_code == 401:
+                return ConnectionFailed(text, vm=vm, snapshot=snapshot, provider=self.provider,
+                                        hint="The ticket or token was refused")
+        return ProviderError(text, vm=vm, snapshot=snapshot, provider=self.provider)
+
+    def _get(self, path, **query):
+        return self.api(path).get(**query)
+
+    def _guest_path(self, vm):
+        return "nodes/%s/%s/%s" % (vm.extra["node"], vm.extra["type"], vm.extra["vmid"])
+
+    # --- lookup -----------------------------------------------------------------------------
+
+    def _resources(self):
+        try:
+            items = self._get("cluster/resources", type="vm")
+        except Exception as error:  # pylint: disable=broad-except
+            raise self._translate(error)
+        for item in items:
+            if item.get("type") in (QEMU, LXC) and item.get("vmid") is not None:
+                self._resources_by_vmid[int(item["vmid"])] = item
+        return [i for i in items if i.get("type") in (QEMU, LXC)]
+
+    def _record(self, item):
+        kind = item["type"]
+        name = item.get("name") or ("%s %s" % ("VM" if kind == QEMU else "CT", item["vmid"]))
+        extra = {"node": item.get("node"), "type": kind, "vmid": int(item["vmid"]),
+                 "template": bool(item.get("template")), "lock": item.get("lock")}
+        return VmRecord(name=name, id=str(item["vmid"]), power_state=power_state_of(item), handle=item,
+                        extra=extra)
+
+    def _resolve(self, ref, resources):
+        ref = str(ref).strip()
+        if ref.isdigit():
+            matches = [r for r in resources if int(r["vmid"]) == int(ref)]
+            if not matches:
+                raise VmNotFound("no VM or container with vmid %s exists in the cluster" % ref, vm=ref,
+                                 action=self._action,
+                                 provider=self.provider, hint="Check 'vm'; nothing was changed")
+            return self._record(matches[0])
+        matches = [r for r in resources if r.get("name") == ref]
+        if not matches:
+            raise VmNotFound("no VM or container named '%s' exists in the cluster" % ref, vm=ref,
+                             action=self._action,
+                             provider=self.provider,
+                             hint="Check 'vm' (a name or a vmid) and that the API user may audit it; "
+                                  "nothing was changed")
+        if len(matches) > 1:
+            candidates = sorted(matches, key=lambda r: int(r["vmid"]))
+            listing = ", ".join("%s (%s on %s)" % (r["vmid"], r["type"], r.get("node")) for r in candidates)
+            raise AmbiguousVm("%d guests are named '%s': %s" % (len(matches), ref, listing), vm=ref,
+                              action=self._action,
+                              provider=self.provider, hint="Name the guest by its vmid; nothing was changed",
+                              details={"candidates": [{"vmid": int(r["vmid"]), "type": r["type"],
+                                                       "node": r.get("node"), "name": r.get("name")}
+                                                      for r in candidates]})
+        return self._record(matches[0])
+
+    def find_vm(self, ref):
+        ref_text = str(ref).strip()
+        known = self._resources_by_vmid.get(int(ref_text)) if ref_text.isdigit() else None
+        if known is not None:
+            # Refresh one known guest without listing the cluster again (after a rollback, for example).
+            path = "nodes/%s/%s/%s/status/current" % (known["node"], known["type"], known["vmid"])
+            try:
+                status = self._get(path)
+            except Exception:  # pylint: disable=broad-except
+                status = None  # moved or gone: fall back to the cluster query
+            if status is not None:
+                item = dict(known, status=status.get("status"), qmpstatus=status.get("qmpstatus"),
+                            lock=status.get("lock"), name=status.get("name") or known.get("name"))
+                self._resources_by_vmid[int(known["vmid"])] = item
+                return self._record(item)
+        return self._resolve(ref, self._resources())
+
+    def find_vms(self, refs):
+        resources = self._resources()  # one query for every guest
+        found = {}
+        for ref in refs:
+            try:
+                found[ref] = self._resolve(ref, resources)
+            except SnapshotError as error:
+                found[ref] = error
+        return found
+
+    def list_vms(self):
+        return [self._record(r) for r in sorted(self._resources(), key=lambda r: int(r["vmid"]))
+                if not r.get("template")]
+
+    def list_snapshots(self, vm):
+        try:
+            items = self._get(self._guest_path(vm) + "/snapshot")
+        except Exception as error:  # pylint: disable=broad-except
+            raise self._translate(error, vm=vm.name)
+        return parse_snapshot_list(items)
+
+    def _config(self, vm, fresh=True):
+        if not fresh and vm.id in self._configs:
+            # The config a precheck read just before; used once, so a later wait reads it again.
+            return self._configs.pop(vm.id)
+        try:
+            return self._get(self._guest_path(vm) + "/config")
+        except Exception as error:  # pylint: disable=broad-except
+            raise self._translate(error, vm=vm.name)
+
+    def _storage_map(self):
+        if self._storages is None:
+            try:
+                self._storages = {s["storage"]: s for s in self._get("storage")}
+            except Exception as error:  # pylint: disable=broad-except
+                # Without Datastore.Audit the list may be refused; PVE will judge the storage itself.
+                self.warn("Could not read the storage configuration (%s); the storage precheck is skipped"
+                          % self._error_text(error))
+                self._storages = {}
+        return self._storages
+
+    # --- prechecks --------------------------------------------------------------------------
+
+    def default_memory(self, vm, options):
+        # vmstate exists for running QEMU guests only; containers never have it.
+        return vm.extra.get("type") == QEMU and vm.power_state == RUNNING
+
+    def _check_name(self, vm, name):
+        why = check_snapshot_name(name, vm.extra.get("type", QEMU))
+        if why:
+            raise InvalidRequest("the snapshot name is not valid on Proxmox: %s" % why,
+                                 hint="Use 2-40 characters: a letter first, then letters, digits, '-' or '_'; "
+                                      "nothing was changed")
+
+    def check_create(self, vm, request, snapshots):
+        kind = vm.extra.get("type")
+        self._check_name(vm, request.name)
+        if vm.extra.get("template"):
+            raise PrecheckFailed("the guest is a template, and Proxmox cannot snapshot templates",
+                                 hint="Snapshot a clone instead; nothing was changed")
+        if request.memory and kind == LXC:
+            raise PrecheckFailed("containers have no memory state in Proxmox snapshots (vmstate is for QEMU VMs)",
+                                 hint="Set memory: false (or leave it unset) for containers; nothing was changed")
+        if request.quiesce:
+            if request.strict:
+                raise PrecheckFailed(
+                    "Proxmox snapshots have no quiesce option (the QEMU guest agent freezes file systems on its "
+                    "own when it is enabled), so quiesce cannot be guaranteed",
+                    hint="Set quiesce: false, or strict: false to accept a warning; nothing was changed")
+        config = self._configs[vm.id] = self._config(vm)
+        blockers = snapshot_blockers(kind, config, self._storage_map())
+        if blockers:
+            raise PrecheckFailed("Proxmox would refuse it with 'snapshot feature is not available': %s"
+                                 % "; ".join(blockers),
+                                 hint="Move the disks to storage with snapshot support (LVM-thin, ZFS, Ceph RBD, "
+                                      "Btrfs, or qcow2 on a directory/NFS storage) or remove the mount; "
+                                      "nothing was changed")
+
+    def check_delete(self, vm, snapshot, snapshots, remove_children):
+        self._check_name_exists(vm, snapshot)
+
+    def _check_name_exists(self, vm, snapshot):
+        if snapshot.name == "current":
+            raise InvalidRequest("'current' is Proxmox's marker for the running state, not a snapshot")
+
+    def check_revert(self, vm, snapshot, snapshots, power_state):
+        kind = vm.extra.get("type")
+        self._check_name_exists(vm, snapshot)
+        if snapshot.extra.get("snapstate"):
+            raise PrecheckFailed("the snapshot is incomplete (snapstate %s) and Proxmox cannot roll back to it"
+                                 % snapshot.extra["snapstate"],
+                                 hint="Delete it with force: true; nothing was changed")
+        if power_state == "paused" and kind == LXC:
+            raise InvalidRequest("containers cannot be left paused after a rollback",
+                                 hint="Use revert_power_state: snapshot, running or stopped")
+        config = self._configs[vm.id] = self._config(vm)
+        newer = zfs_newer_snapshots(kind, config, self._storage_map(), snapshots, snapshot)
+        if newer:
+            raise PrecheckFailed("the guest's disks are on ZFS, which can only roll back to the most recent "
+                                 "snapshot, and these are newer: %s" % ", ".join(newer),
+                                 hint="Delete the newer snapshots first; nothing was changed")
+
+    # --- tasks ------------------------------------------------------------------------------
+
+    def _task_status(self, node, upid):
+        try:
+            return self._get("nodes/%s/tasks/%s/status" % (node, upid))
+        except Exception as error:  # pylint: disable=broad-except
+            raise self._translate(error)
+
+    def _task_log(self, node, upid):
+        try:
+            return self._get("nodes/%s/tasks/%s/log" % (node, upid), limit=50)
+        except Exception:  # pylint: disable=broad-except
+            return []
+
+    def _wait_task(self, vm, upid, deadline, what):
+        """Poll the UPID until it stops; return (ok, text). Timeout names the last task state."""
+        node = upid_node(upid) or vm.extra["node"]
+
+        def check():
+            status = self._task_status(node, upid)
+            if status.get("status") == "stopped":
+                return True, status
+            return False, "%s (task %s)" % (status.get("status") or "unknown", upid)
+
+        try:
+            status = poll(check, max(deadline.remaining, 0.001), "the %s task" % what, initial=0.05, maximum=1.0)
+        except SnapshotTimeout as error:
+            error.hint = ("PVE may still finish the task; check it in the node's task log before retrying")
+            raise
+        exitstatus = str(status.get("exitstatus") or "")
+        if exitstatus == "OK":
+            return True, None
+        if exitstatus.startswith("WARNINGS"):
+            lines = [line.get("t", "") for line in self._task_log(node, upid)]
+            warnings = [line for line in lines if line.startswith("WARN")]
+            self.warn("Proxmox task %s for %s finished with %s: %s"
+                      % (what, vm.name, exitstatus, " | ".join(warnings[-5:]) or "see the task log"))
+            return True, None
+        return False, task_failure_text(status, self._task_log(node, upid))
+
+    def _run(self, vm, what, start, timeout, snapshot=None):
+        """Start a task with ``start()`` (returns a UPID), wait for it, retry while the guest is locked."""
+        deadline = Deadline(timeout)
+        delays = backoff(initial=0.2, maximum=5.0)
+        last_lock = None
+        while True:
+            text = None
+            try:
+                upid = start()
+            except Exception as error:  # pylint: disable=broad-except
+                if isinstance(error, SnapshotError):
+                    raise
+                text = self._error_text(error)
+                if not lock_name(text):
+                    raise self._translate(error, vm=vm.name, snapshot=snapshot)
+            else:
+                ok, text = self._wait_task(vm, upid, deadline, what)
+                if ok:
+                    return
+                if not lock_name(text):
+                    raise ProviderError("the Proxmox task failed: %s" % text, vm=vm.name, snapshot=snapshot,
+                                        provider=self.provider, details={"upid": upid})
+            last_lock = lock_name(text)
+            delay = next(delays)
+            if deadline.remaining <= delay:
+                raise ProviderError(
+                    "the guest is still locked (%s) after %ss: %s" % (last_lock, timeout, text),
+                    vm=vm.name, snapshot=snapshot, provider=self.provider, details={"lock": last_lock},
+                    hint=self._lock_hint(vm, last_lock))
+            time.sleep(delay)
+
+    @staticmethod
+    def _lock_hint(vm, lock):
+        if lock == "snapshot-delete":
+            return ("A snapshot delete failed earlier and left the lock; delete that snapshot again with "
+                    "force: true, or run 'qm unlock %s' / 'pct unlock %s' after checking the storage"
+                    % (vm.id, vm.id))
+        if lock in ("backup", "migrate", "clone", "create", "rollback", "snapshot"):
+            return "Another job (%s) holds the guest; wait for it or raise 'timeout'" % lock
+        return "Wait for the other task to finish or raise 'timeout'; run 'qm unlock' only if nothing runs"
+
+    def _wait_unlocked(self, vm, timeout, allow=()):
+        """Before acting: wait with backoff while the guest config carries a lock (other than ``allow``)."""
+        deadline = Deadline(timeout)
+        delays = backoff(initial=0.2, maximum=5.0)
+        fresh = False
+        while True:
+            lock = self._config(vm, fresh=fresh).get("lock")
+            fresh = True
+            if not lock or lock in allow:
+                return
+            delay = next(delays)
+            if deadline.remaining <= delay:
+                raise ProviderError("the guest is still locked (%s) after %ss" % (lock, timeout), vm=vm.name,
+                                    provider=self.provider, details={"lock": lock},
+                                    hint=self._lock_hint(vm, lock))
+            time.sleep(delay)
+
+    # --- actions ----------------------------------------------------------------------------
+
+    def create(self, vm, request):
+        base = self.api(self._guest_path(vm) + "/snapshot")
+        data = {"snapname": request.name}
+        if request.full_description:
+            data["description"] = request.full_description
+        if request.memory:
+            data["vmstate"] = 1
+        self._wait_unlocked(vm, request.timeout)
+        self._run(vm, "snapshot", lambda: base.post(**data), request.timeout, snapshot=request.name)
+        for snap in self.list_snapshots(vm):
+            if snap.name == request.name:
+                # Proxmox has no quiesce switch: report what is known, which is that we did not ask.
+                snap.quiesced = False if request.quiesce else None
+                return snap
+        raise SnapshotNotFound("Proxmox reported success but the snapshot is not there", vm=vm.name,
+                               snapshot=request.name, provider=self.provider)
+
+    def delete(self, vm, snapshot, remove_children, timeout):
+        force = bool(self.params.get("force"))
+        deadline = Deadline(timeout)
+        targets = [snapshot.name]
+        if remove_children:
+            snaps = self.list_snapshots(vm)
+            by_name = {s.name: s for s in snaps}
+            below = descendants(snaps, by_name.get(snapshot.name, snapshot))
+            below.sort(key=lambda n: -by_name[n].depth if n in by_name else 0)
+            targets = below + targets
+        for name in targets:
+            path = self._guest_path(vm) + "/snapshot/" + name
+            query = {"force": 1} if force else {}
+            # With force, a 'snapshot-delete' lock left by an earlier failed delete is taken over, as PVE does.
+            self._wait_unlocked(vm, max(deadline.remaining, 0.001), allow=("snapshot-delete",) if force else ())
+            self._run(vm, "snapshot delete", lambda p=path, q=query: self.api(p).delete(**q),
+                      max(deadline.remaining, 0.001), snapshot=name)
+
+    def revert(self, vm, snapshot, power_state, timeout):
+        kind = vm.extra.get("type")
+        deadline = Deadline(timeout)
+        data = {}
+        if power_state in ("running", "paused"):
+            data["start"] = 1
+        path = self._guest_path(vm) + "/snapshot/" + snapshot.name + "/rollback"
+        self._wait_unlocked(vm, timeout)
+        self._run(vm, "rollback", lambda: self.api(path).post(**data), max(deadline.remaining, 0.001),
+                  snapshot=snapshot.name)
+        if power_state not in ("stopped", "paused"):
+            return
+        status = self._get(self._guest_path(vm) + "/status/current")
+        if power_state == "stopped" and status.get("status") == "running":
+            # A rollback to a snapshot with RAM resumes the guest (PVE semantics); stop it as asked.
+            stop = self._guest_path(vm) + "/status/stop"
+            self._run(vm, "stop", lambda: self.api(stop).post(), max(deadline.remaining, 0.001),
+                      snapshot=snapshot.name)
+        elif power_state == "paused" and kind == QEMU and status.get("qmpstatus") != "paused":
+            suspend = self._guest_path(vm) + "/status/suspend"
+            self._run(vm, "suspend", lambda: self.api(suspend).post(), max(deadline.remaining, 0.001),
+                      snapshot=snapshot.name)
+
+    def update(self, vm, snapshot, new_name=None, description=None, timeout=None):
+        if new_name:
+            raise InvalidRequest("Proxmox snapshots cannot be renamed")
+        try:
+            self.api(self._guest_path(vm) + "/snapshot/" + snapshot.name + "/config").put(
+                description=description or "")
+        except Exception as error:  # pylint: disable=broad-except
+            raise self._translate(error, vm=vm.name, snapshot=snapshot.name)

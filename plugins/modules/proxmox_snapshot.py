@@ -1,0 +1,235 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: prechange.snapshots contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: proxmox_snapshot
+short_description: Create, delete or roll back to a snapshot of a Proxmox VE VM or container
+version_added: 0.1.0
+description:
+  - Takes, deletes or rolls back to snapshots of Proxmox VE QEMU VMs and LXC containers, with the same
+    options and results as the VMware and libvirt modules of this collection.
+  - O(vm) is a vmid or a guest name. The guest's kind (QEMU or LXC) and node are found with one
+    C(/cluster/resources) query, also for many guests in batch mode. A name that several guests share
+    fails and lists them.
+  - Every Proxmox task (UPID) is waited for, up to O(timeout). A failed task reports the text of its own
+    log. While Proxmox answers that the guest is locked (a backup, a migration, another snapshot job), the
+    call is retried with backoff up to O(timeout), then reported with the lock's name.
+  - Before anything is changed, it refuses what Proxmox would refuse half way, with the reason. Snapshot
+    names Proxmox does not accept (2-40 characters, a letter first, then letters, digits, C(-) or C(_);
+    C(current), and C(pending) for VMs or C(vzdump) for containers, are reserved). Memory state for
+    containers. Disks on storage without snapshot support (raw images on directory or NFS storage, thick
+    LVM, iSCSI). Containers with bind or device mount points. Rollback on ZFS past newer snapshots.
+  - O(memory) saves the VM's RAM (Proxmox C(vmstate)); it defaults to V(true) for a running QEMU VM and
+    is not available for containers. Rolling back to a snapshot with RAM leaves the VM running, as Proxmox
+    does; without RAM the guest is stopped unless O(revert_power_state) says otherwise.
+  - Proxmox snapshots cannot be renamed; their description can be changed.
+  - Every snapshot it creates carries the collection's ownership marker in its description.
+author:
+  - prechange.snapshots contributors
+options:
+  force:
+    description:
+      - With O(state=absent), delete the snapshot's configuration entry even when removing the disk
+        snapshots fails, and take over a C(snapshot-delete) lock left by an earlier failed delete.
+      - Only for snapshots whose storage side you have checked; the default never forces.
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - prechange.snapshots.snapshot
+  - prechange.snapshots.proxmox
+  - prechange.snapshots.proxmox.ACTIONGROUP_PROXMOX
+  - prechange.snapshots.attributes
+  - prechange.snapshots.attributes.ACTIONS
+notes:
+  - O(quiesce) has no Proxmox counterpart (with the QEMU guest agent enabled, Proxmox freezes the guest's
+    file systems itself). Asking for it warns and reports RV(snapshot.quiesced=false); with O(strict) it
+    fails before anything is changed.
+  - O(revert_power_state=paused) is for QEMU VMs only.
+seealso:
+  - module: prechange.snapshots.proxmox_snapshot_info
+"""
+
+EXAMPLES = r"""
+- name: Snapshot a guest (by name) with its RAM, expiring in a week
+  prechange.snapshots.proxmox_snapshot:
+    api_host: pve1.example.com
+    api_user: ansible@pve
+    api_token_id: snapshots
+    api_token_secret: "{{ vault_pve_token }}"
+    ca_path: /etc/pki/pve-root-ca.pem
+    vm: web01
+    name: before-patching
+    ticket: CHG0042
+    expires: 7d
+  delegate_to: localhost
+
+- name: Roll back and leave the guest running
+  prechange.snapshots.proxmox_snapshot:
+    vm: 101
+    name: before-patching
+    state: reverted
+    revert_power_state: running
+  delegate_to: localhost
+
+- name: Delete it; a later snapshot is re-parented
+  prechange.snapshots.proxmox_snapshot:
+    vm: web01
+    name: before-patching
+    state: absent
+  delegate_to: localhost
+
+- name: Snapshot a whole play batch with one call and one login
+  prechange.snapshots.proxmox_snapshot:
+    vms: "{{ ansible_play_batch }}"
+    name: prechange-{{ run_id }}
+    concurrency: 10
+  delegate_to: localhost
+  run_once: true
+
+- name: Connection settings once, for every task of the play
+  hosts: app
+  module_defaults:
+    group/prechange.snapshots.proxmox:
+      api_host: pve1.example.com
+      api_user: ansible@pve
+      api_token_id: snapshots
+      api_token_secret: "{{ vault_pve_token }}"
+  tasks:
+    - prechange.snapshots.proxmox_snapshot:
+        vm: "{{ inventory_hostname }}"
+        name: before-patching
+      delegate_to: localhost
+"""
+
+RETURN = r"""
+action:
+  description: What was done (or would be done in check mode).
+  returned: success, single VM
+  type: str
+  sample: created
+  choices: [created, exists, updated, deleted, absent, reverted]
+vm:
+  description: The guest acted on.
+  returned: success, single VM
+  type: dict
+  contains:
+    name:
+      description: Guest name (the hostname for a container).
+      type: str
+      sample: web01
+    id:
+      description: The vmid.
+      type: str
+      sample: "100"
+    power_state:
+      description: Power state after the task (running, paused, stopped, unknown).
+      type: str
+      sample: running
+snapshot:
+  description: The snapshot created, found, deleted or rolled back to; null when O(state=absent) found nothing.
+  returned: success, single VM
+  type: dict
+  contains:
+    name:
+      description: Snapshot name.
+      type: str
+      sample: before-patching
+    id:
+      description: Snapshot id (for Proxmox, the name).
+      type: str
+      sample: before-patching
+    description:
+      description: The user's description, without the ownership marker.
+      type: str
+      sample: Kernel update CHG0042
+    created:
+      description: Creation time (Proxmox C(snaptime)), UTC ISO 8601.
+      type: str
+      sample: "2026-11-22T02:15:00Z"
+    age_seconds:
+      description: Age in seconds at the time of the task.
+      type: int
+      sample: 42
+    parent:
+      description: Name of the parent snapshot, null for a root snapshot.
+      type: str
+      sample: null
+    children:
+      description: Names of the direct children.
+      type: list
+      elements: str
+      sample: []
+    current:
+      description: Whether the guest's current state descends from this snapshot directly.
+      type: bool
+      sample: true
+    memory:
+      description: Whether the snapshot holds RAM (C(vmstate)).
+      type: bool
+      sample: true
+    quiesced:
+      description: V(false) when O(quiesce) was asked for (Proxmox has no such switch), otherwise null.
+      type: bool
+      sample: null
+    owner:
+      description: The ownership marker (run, creator, created, expires, ticket) when the collection made it.
+      type: dict
+      sample: {"run": "20261122T021500Z-4f2a", "creator": "ops@bastion", "created": "2026-11-22T02:15:00Z",
+               "expires": "2026-11-29T02:15:00Z", "ticket": "CHG0042"}
+    power_state:
+      description: V(running) for a snapshot with RAM, otherwise null (Proxmox does not record it).
+      type: str
+      sample: running
+    depth:
+      description: Depth in the snapshot tree, 1 for a root snapshot.
+      type: int
+      sample: 1
+    snapstate:
+      description: Present only for an incomplete snapshot (C(prepare) or C(delete)), as Proxmox reports it.
+      type: str
+      sample: delete
+snapshots:
+  description: Every snapshot deleted (or to be deleted in check mode) with O(delete_all).
+  returned: when O(delete_all) deleted something
+  type: list
+  elements: dict
+diff:
+  description: Snapshot names before and after.
+  returned: diff mode
+  type: dict
+  sample: {"before": {"snapshots": []}, "after": {"snapshots": ["before-patching"]}}
+results:
+  description: One entry per guest of O(vms), each with the keys of a single-VM result plus C(item) and
+    C(failed) (and C(msg) when failed).
+  returned: batch mode (O(vms))
+  type: list
+  elements: dict
+failed_vms:
+  description: The entries of O(vms) that failed.
+  returned: batch mode (O(vms))
+  type: list
+  elements: str
+"""
+
+from ansible_collections.prechange.snapshots.plugins.module_utils._module import run_snapshot_module
+from ansible_collections.prechange.snapshots.plugins.module_utils._proxmox import (
+    PROXMOXER_IMPORT_ERROR,
+    ProxmoxBackend,
+    connection_argument_spec,
+    connection_module_kwargs,
+    snapshot_extra_spec,
+)
+
+
+def main():
+    run_snapshot_module(ProxmoxBackend, connection_argument_spec(), extra_spec=snapshot_extra_spec(),
+                        provider_options=("force",), module_kwargs=connection_module_kwargs(),
+                        requirements=[("proxmoxer", PROXMOXER_IMPORT_ERROR)])
+
+
+if __name__ == "__main__":
+    main()
