@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Show what the installed libvirt/QEMU does on the snapshot traps, with plain libvirt-python.
 
@@ -44,7 +43,8 @@ def main() -> int:
     guests.cleanup("probe-")
     ok = True
     try:
-        mk = lambda kind, n, start: conn.lookupByName(guests.create(kind, "probe-" + n, start=start).name)  # noqa: E731
+        def mk(kind, n, start):
+            return conn.lookupByName(guests.create(kind, "probe-" + n, start=start).name)
 
         raw_off = mk("raw", "raw-off", False)
         attempt("internal snapshot, raw disk, shut off",

@@ -44,7 +44,7 @@ def _guests():
 
 
 def _sh(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    p = subprocess.run(["bash", os.path.join(HERE, script), *args], capture_output=True, text=True)
+    p = subprocess.run(["bash", os.path.join(HERE, script), *args], capture_output=True, text=True, check=False)
     if check and p.returncode != 0:
         pytest.fail(
             f"{script} {' '.join(args)} failed (exit {p.returncode}):\n{p.stdout}{p.stderr}",
