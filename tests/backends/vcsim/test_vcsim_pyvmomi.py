@@ -246,3 +246,27 @@ def test_guest_tools_hook(si):  # pylint: disable=redefined-outer-name
     spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key="vcsim.guest.toolsRunning", value="")])
     wait(si, vm.ReconfigVM_Task(spec=spec))
     cleanup(si, vm)
+
+
+def test_find_all_by_uuid(si):  # pylint: disable=redefined-outer-name
+    vm = vm_at(si, 0)
+    index = si.content.searchIndex
+    assert index.FindAllByUuid(uuid=vm.config.uuid, vmSearch=True, instanceUuid=False) == [vm]
+    assert index.FindAllByUuid(uuid=vm.config.instanceUuid, vmSearch=True, instanceUuid=True) == [vm]
+    assert index.FindAllByUuid(uuid="00000000-0000-0000-0000-000000000000", vmSearch=True) == []
+
+
+def test_consolidation_hook(si):  # pylint: disable=redefined-outer-name
+    vm = vm_at(si, 1)
+    cleanup(si, vm)
+    flag = vim.option.OptionValue(key="vcsim.consolidationNeeded", value="true")
+    wait(si, vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(extraConfig=[flag])))
+    try:
+        snap = wait(si, vm.CreateSnapshot_Task("c", "", False, False))
+        wait(si, snap.RemoveSnapshot_Task(removeChildren=False))
+        assert vm.runtime.consolidationNeeded is True
+        wait(si, vm.ConsolidateVMDisks_Task())
+        assert vm.runtime.consolidationNeeded is False
+    finally:
+        flag.value = ""
+        wait(si, vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(extraConfig=[flag])))
