@@ -415,4 +415,3 @@ class LibvirtBackend(SnapshotBackend):
             return ProviderError(text, vm=vm, snapshot=snapshot, provider=self.provider,
                                  hint="Another job holds the VM's lock; wait for it and retry")
         return ProviderError(text, vm=vm, snapshot=snapshot, provider=self.provider)
-

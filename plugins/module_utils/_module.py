@@ -235,4 +235,3 @@ def vm_entry(vm, snapshots, p, now):
         "max_depth": max([s.depth for s in snapshots] or [0]),
         "oldest_age_seconds": max(ages) if ages else None,
     }
-

@@ -21,7 +21,7 @@ description:
     trees that mix internal and external snapshots; UEFI (pflash) guests with internal snapshots.
   - Every snapshot it creates carries the collection's ownership marker in its description.
 author:
-  - prechange.snapshots contributors
+  - prechange.snapshots contributors (@prechange)
 options:
   location:
     description:

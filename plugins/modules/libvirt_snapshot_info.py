@@ -14,7 +14,7 @@ description:
   - Each snapshot comes with its parent, children, whether it is current, its age and the collection's
     ownership marker when it carries one. Filters select by name pattern, age, ownership and run id.
 author:
-  - prechange.snapshots contributors
+  - prechange.snapshots contributors (@prechange)
 extends_documentation_fragment:
   - prechange.snapshots.snapshot.INFO
   - prechange.snapshots.libvirt
