@@ -1,0 +1,23 @@
+# Common commands. Everything real lives in the scripts these call.
+.PHONY: test unit sanity lint demo clean build
+
+test:            ## Everything, as CI runs it (installs what it needs; run as root)
+	bash tests/run.sh
+
+unit:            ## Engine and provider unit tests only (fast, no daemons)
+	.venv/bin/python -m pytest tests/unit
+
+sanity:          ## ansible-test sanity on a copy laid out as ansible_collections/prechange/snapshots
+	PYTHON=.venv/bin/python bash tests/sanity/run.sh
+
+lint:            ## ansible-lint, production profile
+	.venv/bin/ansible-lint --profile production
+
+demo:            ## The main job: the maintenance workflow on a local libvirtd it starts itself
+	bash demo/run.sh
+
+build:           ## Build the collection artifact into build/dist
+	ansible-galaxy collection build --output-path build/dist --force
+
+clean:
+	rm -rf build tests/output .pytest_cache
