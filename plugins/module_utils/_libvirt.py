@@ -393,8 +393,12 @@ class LibvirtBackend(SnapshotBackend):
     def _job_state(self, vm):
         try:
             stats = vm.handle.jobStats(0)
-        except libvirt.libvirtError as error:
-            return "unknown (%s)" % error.get_error_message()
+        except libvirt.libvirtError:
+            # Not every driver keeps job statistics; the domain state still says something.
+            try:
+                return "domain %s, no job statistics" % _power_state(vm.handle.state()[0])
+            except libvirt.libvirtError as error:
+                return "unknown (%s)" % error.get_error_message()
         kind = {0: "none", 1: "bounded", 2: "unbounded", 3: "completed", 4: "failed", 5: "cancelled"}
         state = "job %s" % kind.get(stats.get("type"), stats.get("type"))
         if stats.get("operation") is not None:

@@ -188,3 +188,20 @@ def test_batch(backend):
     assert [r.error is None for r in results] == [True, False, True]
     assert isinstance(results[1].error, VmNotFound)
     assert snapshot_names(backend, "web01") == ["batch"] and snapshot_names(backend, "db01") == ["batch"]
+
+
+def test_blocking_call_times_out_with_the_job_state(backend):
+    """libvirt calls are synchronous; the provider gives up after 'timeout' and says where it was.
+
+    A sleeping callable stands in for a slow libvirt call (the test driver finishes every job
+    at once); the state is read from the real test driver, which keeps no job statistics.
+    """
+    import time
+
+    from ansible_collections.prechange.snapshots.plugins.module_utils._errors import SnapshotTimeout
+
+    vm = backend.find_vm("web01")
+    with pytest.raises(SnapshotTimeout) as info:
+        backend._call(lambda: time.sleep(2), vm, 0.1, "create")  # pylint: disable=protected-access
+    assert "timed out after 0.1s; last state: domain running, no job statistics" in str(info.value)
+    assert "virsh domjobinfo web01" in str(info.value)
