@@ -212,7 +212,19 @@ class LibvirtBackend(SnapshotBackend):
         except libvirt.libvirtError as error:
             raise self._translate(error, vm=vm.name)
 
+    def _check_no_job(self, vm):
+        """Refuse to start while another job (backup, migration, ...) holds the domain."""
+        try:
+            stats = vm.handle.jobStats(0)
+        except libvirt.libvirtError:
+            return  # the driver keeps no job statistics (test driver)
+        if stats.get("type") in (1, 2):  # bounded or unbounded job running
+            raise PrecheckFailed(
+                "another job is running on the VM (%s)" % self._job_state(vm),
+                hint="Wait for it to finish ('virsh domjobinfo %s') and retry; nothing was changed" % vm.name)
+
     def check_create(self, vm, request, snapshots):
+        self._check_no_job(vm)
         location = request.options.get("location") or "internal"
         layout = self._layout(vm)
         locations = {s.extra.get("location") for s in snapshots}
@@ -274,6 +286,7 @@ class LibvirtBackend(SnapshotBackend):
                 hint="Start qemu-guest-agent in the guest, or set quiesce: false; nothing was changed")
 
     def check_delete(self, vm, snapshot, snapshots, remove_children):
+        self._check_no_job(vm)
         locations = {s.extra.get("location") for s in snapshots}
         if len(locations) > 1:
             raise PrecheckFailed(
@@ -288,6 +301,7 @@ class LibvirtBackend(SnapshotBackend):
                     % overlays[0]["target"], hint="Commit or remove the overlay first; nothing was changed")
 
     def check_revert(self, vm, snapshot, snapshots, power_state):
+        self._check_no_job(vm)
         if snapshot.extra.get("location") == "external" and self.version < EXTERNAL_REVERT_VERSION:
             raise PrecheckFailed(
                 "libvirt %s cannot revert to an external snapshot (that arrives in 9.9)"

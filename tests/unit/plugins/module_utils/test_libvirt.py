@@ -205,3 +205,26 @@ def test_blocking_call_times_out_with_the_job_state(backend):
         backend._call(lambda: time.sleep(2), vm, 0.1, "create")  # pylint: disable=protected-access
     assert "timed out after 0.1s; last state: domain running, no job statistics" in str(info.value)
     assert "virsh domjobinfo web01" in str(info.value)
+
+
+def test_running_job_refuses_before_any_change(backend):
+    """A domain busy with another job (backup, migration) is refused up front.
+
+    The test driver keeps no job statistics, so this wraps its real domain and answers
+    jobStats() as libvirt documents for a running job: type 2 (VIR_DOMAIN_JOB_UNBOUNDED).
+    """
+    vm = backend.find_vm("web01")
+    real = vm.handle
+
+    class Busy(object):
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def jobStats(self, flags=0):  # pylint: disable=invalid-name,unused-argument
+            return {"type": 2, "operation": 7, "time_elapsed": 1500}
+
+    vm.handle = Busy()
+    with pytest.raises(PrecheckFailed) as info:
+        ensure(backend, vm, present("pre"), check_mode=False)
+    assert "another job is running on the VM (job unbounded, operation 7, 1500 ms elapsed)" in str(info.value)
+    assert real.listAllSnapshots(0) == []
