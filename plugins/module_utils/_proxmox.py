@@ -522,6 +522,7 @@ class ProxmoxBackend(SnapshotBackend):
                     "own when it is enabled), so quiesce cannot be guaranteed",
                     hint="Set quiesce: false, or strict: false to accept a warning; nothing was changed")
         config = self._configs[vm.id] = self._config(vm)
+        self._note_lock(vm, config)
         blockers = snapshot_blockers(kind, config, self._storage_map())
         if blockers:
             raise PrecheckFailed("Proxmox would refuse it with 'snapshot feature is not available': %s"
@@ -532,6 +533,13 @@ class ProxmoxBackend(SnapshotBackend):
 
     def check_delete(self, vm, snapshot, snapshots, remove_children):
         self._check_name_exists(vm, snapshot)
+
+    def _note_lock(self, vm, config):
+        # Not an error: a real run waits for the lock (up to 'timeout'). Said here so a check-mode run,
+        # which does not wait, does not hide it.
+        if config.get("lock"):
+            self.warn("Guest '%s' is locked (%s) right now; the change waits up to 'timeout' for the lock"
+                      % (vm.name, config["lock"]))
 
     def _check_name_exists(self, vm, snapshot):
         if snapshot.name == "current":
@@ -548,6 +556,7 @@ class ProxmoxBackend(SnapshotBackend):
             raise InvalidRequest("containers cannot be left paused after a rollback",
                                  hint="Use revert_power_state: snapshot, running or stopped")
         config = self._configs[vm.id] = self._config(vm)
+        self._note_lock(vm, config)
         newer = zfs_newer_snapshots(kind, config, self._storage_map(), snapshots, snapshot)
         if newer:
             raise PrecheckFailed("the guest's disks are on ZFS, which can only roll back to the most recent "

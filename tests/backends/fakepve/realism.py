@@ -17,8 +17,10 @@ Extension points used (read from fakepve's source, not copied):
 
 import asyncio
 import contextvars
+import json
 import time
 
+from aiohttp import web
 from fakepve import FakePve, PveError, TaskError
 
 # The request being served while its handler starts a worker: (operation, values). A context variable,
@@ -318,6 +320,57 @@ class RealisticPve(FakePve):
         if task is None or task['node'] != request.match_info['node']:
             raise PveError(400, 'Parameter verification failed.', {'upid': 'no such task'})
         return super()._get_task(request)
+
+    # ---------------------------------------------------------- control API
+
+    def _build_app(self):
+        # Not PVE: a small control endpoint so playbook-level tests can set up faults right before the
+        # task they concern (ansible.builtin.uri with the usual token or ticket). Outside /api2, so it
+        # never shadows or is shadowed by PVE's own routes; the fake's auth middleware still applies.
+        app = super()._build_app()
+        app.router.add_post('/_prechange/fault', self._control)
+        return app
+
+    async def _control(self, request):
+        try:
+            spec = json.loads(await request.text() or '{}')
+            result = await self.control(**spec)
+        except (TypeError, ValueError, KeyError) as exc:
+            return web.json_response({'error': str(exc)}, status=400)
+        return web.json_response({'data': result})
+
+    async def control(self, op, vmid=None, **args):
+        """One fault operation by name (see the branches); returns a short JSON-able answer."""
+        vmid = int(vmid) if vmid is not None else None
+        if op == 'lock':
+            # A lock another job holds: 'secs' PVE seconds, or until 'unlock'.
+            self.snapshot_lock(vmid, args.get('lock', 'backup'))
+            if args.get('secs'):
+                async def later():
+                    await self.pause(float(args['secs']))
+                    self.unlock(vmid)
+                asyncio.ensure_future(later())
+            return 'locked'
+        if op == 'unlock':
+            self.unlock(vmid)
+            return 'unlocked'
+        if op == 'fail':
+            # fakepve's own fault hook: a catalogued PVE error, sync or inside the task.
+            self.fail(args['method'], args['suffix'], status=args.get('status'), message=args.get('message'),
+                      error=args.get('error'), times=args.get('times'))
+            return 'armed'
+        if op == 'storage_error':
+            self.fail_snapshot_storage(vmid, args.get('message') or 'storage error')
+            return 'armed'
+        if op == 'clear':
+            self.failures.clear()
+            self.storage_errors.clear()
+            return 'cleared'
+        if op == 'state':
+            guest = self.guest(vmid)
+            return {'status': guest.status, 'lock': guest.config.get('lock'),
+                    'snapshots': sorted(guest.snapshots), 'parent': guest.config.get('parent')}
+        raise ValueError('unknown op {0!r}'.format(op))
 
     # ------------------------------------------------------------ scenarios
 
