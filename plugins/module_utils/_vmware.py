@@ -1,0 +1,749 @@
+# -*- coding: utf-8 -*-
+# Copyright: prechange.snapshots contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""VMware vSphere provider: a ``SnapshotBackend`` over pyvmomi, plus its connection spec.
+
+This is an internal module of the prechange.snapshots collection; it is not a public API
+and may change without notice.
+
+Speed on large estates comes from never walking the inventory per VM:
+
+* a VM name is looked up with ``SearchIndex.FindByInventoryPath`` (``<datacenter>/vm/<folder>/<name>``),
+  a UUID with ``SearchIndex.FindAllByUuid``, a managed object id directly; only a name that is not
+  directly in a datacenter's VM folder (or ``vm_lookup: search``) falls back to one
+  property-collector query over a container view, shared by every VM of a batch;
+* the properties of every VM of a call (power state, the whole snapshot tree, consolidation flag)
+  come from one ``RetrievePropertiesEx`` call, and the snapshot tree read there serves the engine's
+  first ``list_snapshots`` without another round trip;
+* one API session per module call; the engine's ``ensure_many`` drives many VMs at once through it
+  (pyvmomi's SOAP stub keeps a pool of HTTP connections and is safe to share between threads).
+
+Every vSphere task is polled through ``_wait.poll`` with the user's timeout; a failed task raises
+its own fault text, a timeout names the task and the state it was last in.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import ssl
+import traceback
+from datetime import timezone
+
+from ansible.module_utils.basic import env_fallback
+
+from ansible_collections.prechange.snapshots.plugins.module_utils._errors import (
+    AmbiguousVm,
+    ConnectionFailed,
+    InvalidRequest,
+    PrecheckFailed,
+    ProviderError,
+    SnapshotNotFound,
+    SnapshotTimeout,
+    VmNotFound,
+)
+from ansible_collections.prechange.snapshots.plugins.module_utils._marker import split_description
+from ansible_collections.prechange.snapshots.plugins.module_utils._snapshot import (
+    RUNNING,
+    Snapshot,
+    SnapshotBackend,
+    VmRecord,
+    link_tree,
+)
+from ansible_collections.prechange.snapshots.plugins.module_utils._wait import poll
+
+PYVMOMI_IMPORT_ERROR = None
+try:
+    from pyVim.connect import Disconnect, SmartConnect
+    from pyVmomi import vim, vmodl
+except ImportError:  # pragma: no cover - reported by the module through missing_required_lib
+    Disconnect = SmartConnect = vim = vmodl = None
+    PYVMOMI_IMPORT_ERROR = traceback.format_exc()
+
+PROVIDER = "vmware"
+VM_LOOKUPS = ("auto", "search")
+# vSphere supports at most 32 snapshots in one chain (VMware KB 1025279).
+MAX_CHAIN_DEPTH = 32
+# What one property-collector query reads of every VM the call acts on.
+VM_PROPERTIES = ["name", "runtime.powerState", "runtime.consolidationNeeded", "snapshot",
+                 "config.uuid", "config.instanceUuid", "config.template"]
+POWER_STATES = {"poweredOn": "running", "poweredOff": "stopped", "suspended": "suspended"}
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+_MOID = re.compile(r"^vm-\d+$")
+_UNSET = object()
+
+
+def connection_argument_spec():
+    """The vSphere connection options, with community.vmware's environment fallbacks."""
+    return dict(
+        hostname=dict(type="str", fallback=(env_fallback, ["VMWARE_HOST"])),
+        username=dict(type="str", aliases=["user", "admin"], fallback=(env_fallback, ["VMWARE_USER"])),
+        password=dict(type="str", aliases=["pass", "pwd"], no_log=True,
+                      fallback=(env_fallback, ["VMWARE_PASSWORD"])),
+        port=dict(type="int", default=443, fallback=(env_fallback, ["VMWARE_PORT"])),
+        validate_certs=dict(type="bool", default=True, fallback=(env_fallback, ["VMWARE_VALIDATE_CERTS"])),
+    )
+
+
+def location_argument_spec():
+    """Where to look for VMs by name (both modules)."""
+    return dict(
+        datacenter=dict(type="str"),
+        folder=dict(type="str"),
+        vm_lookup=dict(type="str", choices=list(VM_LOOKUPS), default="auto"),
+    )
+
+
+def snapshot_extra_spec():
+    """VMware-only options of vmware_snapshot."""
+    spec = location_argument_spec()
+    spec["consolidate"] = dict(type="bool", default=False)
+    return spec
+
+
+def info_extra_spec():
+    """VMware-only options of vmware_snapshot_info."""
+    spec = location_argument_spec()
+    spec["cluster"] = dict(type="str")
+    return spec
+
+
+# --- pure helpers (unit tested without pyvmomi) -----------------------------------------------
+
+
+def classify_ref(ref):
+    """'moid', 'uuid' or 'name' for what the user gave as ``vm``."""
+    text = str(ref).strip()
+    if _MOID.match(text):
+        return "moid"
+    if _UUID.match(text):
+        return "uuid"
+    return "name"
+
+
+def normalize_uuid(text):
+    """vSphere UUIDs with dashes, lower case (FindAllByUuid wants the dashed form)."""
+    raw = str(text).replace("-", "").lower()
+    if len(raw) != 32:
+        return str(text)
+    return "%s-%s-%s-%s-%s" % (raw[:8], raw[8:12], raw[12:16], raw[16:20], raw[20:])
+
+
+def folder_is_absolute(folder):
+    """A folder path that names its datacenter: it has a ``vm`` component after the first one.
+
+    ``DC1/vm/linux``, ``/DC1/vm``, ``Europe/DC1/vm/web`` are absolute (as community.vmware takes
+    them); ``linux`` or ``linux/web`` are relative to each datacenter's VM folder.
+    """
+    parts = [p for p in str(folder).split("/") if p]
+    return "vm" in parts[1:]
+
+
+def inventory_paths(name, datacenters, folder=None):
+    """Candidate inventory paths for a VM name: one per datacenter (or the one absolute folder)."""
+    if folder:
+        clean = "/".join(p for p in folder.split("/") if p)
+        if folder_is_absolute(folder):
+            return ["%s/%s" % (clean, name)]
+        return ["%s/vm/%s/%s" % (dc, clean, name) for dc in datacenters]
+    return ["%s/vm/%s" % (dc, name) for dc in datacenters]
+
+
+def power_state(value):
+    return POWER_STATES.get(str(value), "unknown")
+
+
+def _utc(moment):
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc, microsecond=0)
+    return moment.astimezone(timezone.utc).replace(microsecond=0)
+
+
+def _moid(obj):
+    return getattr(obj, "_moId", None) or str(obj)
+
+
+def snapshots_from_info(info):
+    """A ``vim.vm.SnapshotInfo`` (or None) as linked ``Snapshot`` records, oldest first.
+
+    Walks ``rootSnapshotList`` and every ``childSnapshotList``: the whole tree, siblings included.
+    """
+    if info is None:
+        return []
+    current = _moid(info.currentSnapshot) if getattr(info, "currentSnapshot", None) is not None else None
+    found = []
+
+    def walk(nodes, parent_id):
+        for node in nodes or []:
+            sid = _moid(node.snapshot)
+            user_text, owner = split_description(node.description or "")
+            state = str(node.state) if node.state is not None else None
+            found.append(Snapshot(
+                name=node.name, id=sid, description=user_text, created=_utc(node.createTime),
+                parent_id=parent_id, current=sid == current,
+                # A poweredOn snapshot holds memory; a suspended one holds the suspended state.
+                memory=state in ("poweredOn", "suspended"),
+                quiesced=bool(node.quiesced), owner=owner,
+                power_state=power_state(state) if state else None,
+                handle=node.snapshot,
+            ))
+            walk(node.childSnapshotList, sid)
+
+    walk(info.rootSnapshotList, None)
+    found.sort(key=lambda s: (s.created is None, s.created, s.id))
+    return link_tree(found)
+
+
+def fault_text(fault):
+    """The human text of a vSphere fault (what the vSphere client would show)."""
+    for attr in ("msg", "localizedMessage", "reason"):
+        text = getattr(fault, attr, None)
+        if text:
+            return str(text)
+    messages = [getattr(m, "message", None) for m in getattr(fault, "faultMessage", None) or []]
+    messages = [m for m in messages if m]
+    if messages:
+        return "; ".join(messages)
+    return type(fault).__name__
+
+
+# --- the backend ------------------------------------------------------------------------------
+
+
+class VmwareBackend(SnapshotBackend):
+    provider = PROVIDER
+    supports_update = True
+    supports_rename = True
+    max_concurrency = 16
+
+    def __init__(self, params, warn=None):
+        super().__init__(params, warn)
+        if SmartConnect is None:
+            raise ConnectionFailed("the pyvmomi library is not installed", action="connect to",
+                                   provider=self.provider, details={"exception": PYVMOMI_IMPORT_ERROR},
+                                   hint="Install pyvmomi on the controller")
+        self.si = None
+        self._datacenters = None
+        self._connect()
+
+    # --- session ------------------------------------------------------------------------------
+
+    def _connect(self):
+        p = self.params
+        host = p.get("hostname")
+        port = p.get("port") or 443
+        if not host:
+            raise ConnectionFailed("no vCenter or ESXi host was given", action="connect to", provider=self.provider,
+                                   hint="Set 'hostname' or the VMWARE_HOST environment variable")
+        if not p.get("username") or p.get("password") is None:
+            raise ConnectionFailed("no username or password was given", action="connect to", provider=self.provider,
+                                   hint="Set 'username' and 'password' (or VMWARE_USER and VMWARE_PASSWORD)")
+        if p.get("validate_certs", True):
+            context = ssl.create_default_context()
+        else:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        where = "%s:%s" % (host, port)
+        try:
+            self.si = SmartConnect(host=host, port=int(port), user=p["username"], pwd=p["password"],
+                                   sslContext=context)
+        except vim.fault.InvalidLogin as error:
+            raise ConnectionFailed("cannot log in to %s as %s: %s" % (where, p["username"], fault_text(error)),
+                                   action="connect to", provider=self.provider,
+                                   hint="Check 'username' and 'password'")
+        except ssl.SSLError as error:
+            raise ConnectionFailed("TLS with %s failed: %s" % (where, error), action="connect to",
+                                   provider=self.provider,
+                                   hint="Trust the server's CA on the controller, or set validate_certs: false")
+        except vmodl.MethodFault as error:
+            raise ConnectionFailed("cannot log in to %s: %s" % (where, fault_text(error)), action="connect to",
+                                   provider=self.provider)
+        except (OSError, socket.error) as error:
+            raise ConnectionFailed("cannot reach %s: %s" % (where, error), action="connect to",
+                                   provider=self.provider, hint="Check 'hostname' and 'port'")
+        except Exception as error:  # pylint: disable=broad-except
+            # pyvmomi raises bare exceptions for an endpoint that is not vSphere at all.
+            raise ConnectionFailed("cannot connect to %s: %s" % (where, error), action="connect to",
+                                   provider=self.provider, hint="Check that 'hostname' is a vCenter or ESXi host")
+        self.content = self.si.content
+
+    def close(self):
+        si, self.si = getattr(self, "si", None), None
+        if si is not None:
+            try:
+                Disconnect(si)
+            except Exception:  # pylint: disable=broad-except
+                pass
+
+    # --- SDK boundary -------------------------------------------------------------------------
+
+    def _translate(self, error, vm=None, snapshot=None):
+        """A pyvmomi / transport exception as the engine's error, keeping vSphere's own text."""
+        if isinstance(error, vmodl.fault.ManagedObjectNotFound):
+            obj = getattr(error, "obj", None)
+            if isinstance(obj, vim.vm.Snapshot):
+                return SnapshotNotFound("the snapshot no longer exists on the server (%s)" % fault_text(error),
+                                        vm=vm, snapshot=snapshot, provider=self.provider)
+            return VmNotFound("the VM no longer exists on the server (%s)" % fault_text(error), vm=vm,
+                              provider=self.provider)
+        if isinstance(error, vim.fault.NotAuthenticated):
+            return ConnectionFailed("the vSphere session is no longer valid: %s" % fault_text(error), vm=vm,
+                                    snapshot=snapshot, provider=self.provider)
+        if isinstance(error, vmodl.MethodFault):
+            return ProviderError(fault_text(error), vm=vm, snapshot=snapshot, provider=self.provider)
+        if isinstance(error, (OSError, socket.error)):
+            return ConnectionFailed("lost the connection to %s: %s" % (self.params.get("hostname"), error), vm=vm,
+                                    snapshot=snapshot, provider=self.provider)
+        return ProviderError("%s: %s" % (type(error).__name__, error), vm=vm, snapshot=snapshot,
+                             provider=self.provider)
+
+    def _sdk(self, func, vm=None, snapshot=None):
+        try:
+            return func()
+        except (vmodl.MethodFault, OSError, socket.error) as error:
+            raise self._translate(error, vm=vm, snapshot=snapshot)
+
+    def _retrieve(self, spec):
+        """RetrievePropertiesEx with paging: ``[(obj, {path: value})]``."""
+        collector = self.content.propertyCollector
+        options = vmodl.query.PropertyCollector.RetrieveOptions()
+        result = collector.RetrievePropertiesEx([spec], options)
+        rows = []
+        while result is not None:
+            for item in result.objects or []:
+                rows.append((item.obj, {prop.name: prop.val for prop in item.propSet or []}))
+            if not getattr(result, "token", None):
+                break
+            result = collector.ContinueRetrievePropertiesEx(result.token)
+        return rows
+
+    def _properties(self, objects, obj_type, paths):
+        """The given properties of the given objects, in one query."""
+        pc = vmodl.query.PropertyCollector
+        spec = pc.FilterSpec(
+            objectSet=[pc.ObjectSpec(obj=obj, skip=False) for obj in objects],
+            propSet=[pc.PropertySpec(type=obj_type, pathSet=list(paths))])
+        return self._retrieve(spec)
+
+    def _view_properties(self, container, obj_type, paths):
+        """The given properties of every ``obj_type`` under ``container``, in one query."""
+        pc = vmodl.query.PropertyCollector
+        view = self.content.viewManager.CreateContainerView(container, [obj_type], True)
+        try:
+            traverse = pc.TraversalSpec(name="traverseView", path="view", skip=False, type=vim.view.ContainerView)
+            spec = pc.FilterSpec(
+                objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[traverse])],
+                propSet=[pc.PropertySpec(type=obj_type, pathSet=list(paths))])
+            return self._retrieve(spec)
+        finally:
+            try:
+                view.Destroy()
+            except vmodl.MethodFault:
+                pass
+
+    # --- lookup -------------------------------------------------------------------------------
+
+    def _datacenter_paths(self):
+        """Inventory paths of every datacenter (datacenters may sit in folders), in one query."""
+        if self._datacenters is not None:
+            return self._datacenters
+        pc = vmodl.query.PropertyCollector
+        root = self.content.rootFolder
+        recurse = pc.TraversalSpec(name="folders", path="childEntity", skip=False, type=vim.Folder,
+                                   selectSet=[pc.SelectionSpec(name="folders")])
+        spec = pc.FilterSpec(
+            objectSet=[pc.ObjectSpec(obj=root, skip=False, selectSet=[recurse])],
+            propSet=[pc.PropertySpec(type=vim.Folder, pathSet=["name", "parent"]),
+                     pc.PropertySpec(type=vim.Datacenter, pathSet=["name", "parent"])])
+        rows = self._sdk(lambda: self._retrieve(spec))
+        by_id = {_moid(obj): (obj, props) for obj, props in rows}
+        root_id = _moid(root)
+        paths = []
+        for obj, props in rows:
+            if not isinstance(obj, vim.Datacenter):
+                continue
+            parts, parent = [props.get("name")], props.get("parent")
+            while parent is not None and _moid(parent) != root_id and _moid(parent) in by_id:
+                parent_props = by_id[_moid(parent)][1]
+                parts.insert(0, parent_props.get("name"))
+                parent = parent_props.get("parent")
+            paths.append("/".join(parts))
+        self._datacenters = sorted(paths)
+        return self._datacenters
+
+    def _scope_paths(self):
+        datacenter = self.params.get("datacenter")
+        return [datacenter.strip("/")] if datacenter else self._datacenter_paths()
+
+    def _find_by_path(self, path):
+        index = self.content.searchIndex
+        obj = self._sdk(lambda: index.FindByInventoryPath(path))
+        return obj if isinstance(obj, vim.VirtualMachine) else None
+
+    def _find_by_uuid(self, ref):
+        index = self.content.searchIndex
+        uuid = normalize_uuid(ref)
+        # The instance UUID is unique per vCenter; the BIOS UUID is copied by clones.
+        for instance in (True, False):
+            found = self._sdk(lambda: index.FindAllByUuid(uuid=uuid, vmSearch=True, instanceUuid=instance), vm=ref)
+            found = [obj for obj in found or [] if isinstance(obj, vim.VirtualMachine)]
+            if found:
+                return found
+        return []
+
+    def _search_scope(self):
+        """The container a name search runs in: the folder, the datacenter, or everything."""
+        folder = self.params.get("folder")
+        datacenter = self.params.get("datacenter")
+        index = self.content.searchIndex
+        if folder:
+            paths = inventory_paths("", self._scope_paths(), folder)
+            containers = [self._sdk(lambda p=path.rstrip("/"): index.FindByInventoryPath(p)) for path in paths]
+            containers = [c for c in containers if c is not None]
+            if not containers:
+                raise VmNotFound("the folder '%s' does not exist" % folder, provider=self.provider,
+                                 hint="Check 'folder' (and 'datacenter'); nothing was changed")
+            return containers
+        if datacenter:
+            dc = self._sdk(lambda: index.FindByInventoryPath(datacenter.strip("/")))
+            if not isinstance(dc, vim.Datacenter):
+                raise VmNotFound("the datacenter '%s' does not exist" % datacenter, provider=self.provider,
+                                 hint="Check 'datacenter'; nothing was changed")
+            return [dc]
+        return [self.content.rootFolder]
+
+    def _search_names(self, names):
+        """One property-collector query per scope container: ``{name: [vm, ...]}``."""
+        wanted = set(names)
+        found = {name: [] for name in names}
+        seen = set()
+        for container in self._search_scope():
+            rows = self._sdk(lambda c=container: self._view_properties(c, vim.VirtualMachine, ["name"]))
+            for obj, props in rows:
+                if props.get("name") in wanted and _moid(obj) not in seen:
+                    seen.add(_moid(obj))
+                    found[props["name"]].append(obj)
+        return found
+
+    def _path_of(self, obj):
+        """Inventory path of one object, walking up its parents (used for error messages only)."""
+        parts = []
+        root_id = _moid(self.content.rootFolder)
+        node = obj
+        try:
+            for _ in range(64):
+                if node is None or _moid(node) == root_id:
+                    break
+                parts.insert(0, node.name)
+                node = node.parent
+        except (vmodl.MethodFault, OSError):
+            return None
+        return "/".join(parts)
+
+    def _resolve(self, refs):
+        """``{ref: vim.VirtualMachine or SnapshotError}`` using index lookups, then one search."""
+        resolved, by_name = {}, []
+        lookup = self.params.get("vm_lookup") or "auto"
+        for ref in refs:
+            kind = classify_ref(ref)
+            try:
+                if kind == "moid":
+                    resolved[ref] = vim.VirtualMachine(str(ref).strip(), self.si._stub)  # pylint: disable=protected-access
+                    continue
+                if kind == "uuid":
+                    matches = self._find_by_uuid(ref)
+                    if len(matches) == 1:
+                        resolved[ref] = matches[0]
+                        continue
+                    if len(matches) > 1:
+                        resolved[ref] = self._ambiguous(ref, matches, "this BIOS UUID")
+                        continue
+                    # Not a UUID of any VM: it may still be a VM's name.
+                if lookup == "auto":
+                    paths = inventory_paths(ref, self._scope_paths(), self.params.get("folder"))
+                    matches = [vm for vm in (self._find_by_path(path) for path in paths) if vm is not None]
+                    if len(matches) == 1:
+                        resolved[ref] = matches[0]
+                        continue
+                    if len(matches) > 1:
+                        resolved[ref] = self._ambiguous(ref, matches, "this name")
+                        continue
+                by_name.append(ref)
+            except (VmNotFound, ConnectionFailed, ProviderError) as error:
+                resolved[ref] = error
+        if by_name:
+            try:
+                searched = self._search_names(by_name)
+            except (VmNotFound, ConnectionFailed, ProviderError) as error:
+                searched = None
+                for ref in by_name:
+                    resolved[ref] = error
+            for ref in by_name if searched is not None else ():
+                matches = searched[ref]
+                if len(matches) == 1:
+                    resolved[ref] = matches[0]
+                elif matches:
+                    resolved[ref] = self._ambiguous(ref, matches, "this name")
+                else:
+                    resolved[ref] = VmNotFound(
+                        "no VM with this name, UUID or managed object id exists%s" % self._where(),
+                        vm=ref, provider=self.provider,
+                        hint="Check 'vm' (and 'datacenter' / 'folder'); nothing was changed")
+        return resolved
+
+    def _where(self):
+        scope = [("datacenter", self.params.get("datacenter")), ("folder", self.params.get("folder"))]
+        scope = ["%s '%s'" % (k, v) for k, v in scope if v]
+        return " in %s" % " and ".join(scope) if scope else " on %s" % self.params.get("hostname")
+
+    def _ambiguous(self, ref, matches, what):
+        candidates = [{"id": _moid(vm), "path": self._path_of(vm)} for vm in matches]
+        listing = ", ".join("%s (%s)" % (c["path"] or "?", c["id"]) for c in candidates)
+        return AmbiguousVm("%d VMs match %s: %s" % (len(matches), what, listing), vm=ref, provider=self.provider,
+                           hint="Name the VM by its UUID or managed object id, or narrow it with 'datacenter' "
+                                "and 'folder'; nothing was changed",
+                           details={"candidates": candidates})
+
+    def _records(self, handles):
+        """One query for the properties of many VMs: ``{moid: VmRecord}``."""
+        if not handles:
+            return {}
+        rows = self._sdk(lambda: self._properties(handles, vim.VirtualMachine, VM_PROPERTIES))
+        return {_moid(obj): self._record(obj, props) for obj, props in rows}
+
+    def _record(self, obj, props):
+        extra = {
+            "uuid": props.get("config.uuid"),
+            "instance_uuid": props.get("config.instanceUuid"),
+            "template": bool(props.get("config.template")),
+            "consolidation_needed": bool(props.get("runtime.consolidationNeeded")),
+            # Served once to list_snapshots, so the engine's first listing costs no round trip.
+            "_snapshot_info": props.get("snapshot"),
+        }
+        return VmRecord(name=props.get("name"), id=_moid(obj), power_state=power_state(props.get("runtime.powerState")),
+                        handle=obj, extra=extra)
+
+    def find_vms(self, refs):
+        resolved = self._resolve(list(dict.fromkeys(refs)))
+        handles = [v for v in resolved.values() if not isinstance(v, Exception)]
+        unique = list({_moid(h): h for h in handles}.values())
+        try:
+            records = self._records(unique)
+        except VmNotFound:
+            # A managed object id that does not exist can fail the whole query: ask one by one.
+            records = {}
+            for handle in unique:
+                try:
+                    records.update(self._records([handle]))
+                except VmNotFound:
+                    pass
+        found = {}
+        for ref in refs:
+            value = resolved[ref]
+            if isinstance(value, Exception):
+                found[ref] = value
+                continue
+            record = records.get(_moid(value))
+            if record is None or record.name is None:
+                found[ref] = VmNotFound("no VM with this managed object id exists on %s" % self.params.get("hostname"),
+                                        vm=ref, provider=self.provider,
+                                        hint="Check 'vm'; nothing was changed")
+                continue
+            # Each VM gets its own record: two refs naming one VM must not share the prefetched tree.
+            found[ref] = VmRecord(name=record.name, id=record.id, power_state=record.power_state,
+                                  handle=record.handle, extra=dict(record.extra))
+        return found
+
+    def find_vm(self, ref):
+        result = self.find_vms([ref])[ref]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def list_vms(self):
+        """Every VM under the cluster / folder / datacenter given (or the whole vCenter), in one query."""
+        containers = self._list_scope()
+        records, seen = [], set()
+        for container in containers:
+            rows = self._sdk(lambda c=container: self._view_properties(c, vim.VirtualMachine, VM_PROPERTIES))
+            for obj, props in rows:
+                if _moid(obj) in seen:
+                    continue
+                seen.add(_moid(obj))
+                records.append(self._record(obj, props))
+        records.sort(key=lambda r: (r.name or "", r.id))
+        return records
+
+    def _list_scope(self):
+        cluster = self.params.get("cluster")
+        if not cluster:
+            return self._search_scope()
+        index = self.content.searchIndex
+        clean = "/".join(p for p in cluster.split("/") if p)
+        if "host" in clean.split("/")[1:]:
+            paths = [clean]
+        else:
+            paths = ["%s/host/%s" % (dc, clean) for dc in self._scope_paths()]
+        found = [self._sdk(lambda p=path: index.FindByInventoryPath(p)) for path in paths]
+        found = [obj for obj in found if isinstance(obj, vim.ComputeResource)]
+        if not found:
+            raise VmNotFound("the cluster '%s' does not exist" % cluster, provider=self.provider,
+                             hint="Check 'cluster' (and 'datacenter')")
+        if len(found) > 1:
+            raise InvalidRequest("%d datacenters have a cluster called '%s'" % (len(found), cluster),
+                                 hint="Set 'datacenter'")
+        return found
+
+    def list_snapshots(self, vm):
+        info = vm.extra.pop("_snapshot_info", _UNSET)
+        if info is _UNSET:
+            rows = self._sdk(lambda: self._properties([vm.handle], vim.VirtualMachine,
+                                                      ["snapshot", "runtime.powerState",
+                                                       "runtime.consolidationNeeded"]), vm=vm.name)
+            if not rows:
+                raise VmNotFound("the VM no longer exists", vm=vm.name, provider=self.provider)
+            props = rows[0][1]
+            info = props.get("snapshot")
+            vm.power_state = power_state(props.get("runtime.powerState"))
+            vm.extra["consolidation_needed"] = bool(props.get("runtime.consolidationNeeded"))
+        return snapshots_from_info(info)
+
+    # --- prechecks ----------------------------------------------------------------------------
+
+    def check_create(self, vm, request, snapshots):
+        if vm.extra.get("template"):
+            raise PrecheckFailed("the VM is a template, and templates cannot have snapshots",
+                                 hint="Snapshot the VMs deployed from it instead; nothing was changed")
+        if request.quiesce and request.strict and vm.power_state != RUNNING:
+            raise PrecheckFailed(
+                "quiesce needs a powered-on VM with VMware Tools running, and the VM is %s" % vm.power_state,
+                hint="Power the VM on, or set quiesce: false or strict: false; nothing was changed")
+        current = next((s for s in snapshots if s.current), None)
+        if current is not None and current.depth >= MAX_CHAIN_DEPTH:
+            raise PrecheckFailed(
+                "the snapshot chain is already %d deep and vSphere supports at most %d"
+                % (current.depth, MAX_CHAIN_DEPTH),
+                hint="Delete older snapshots of this VM first; nothing was changed")
+        if vm.extra.get("consolidation_needed"):
+            self.warn("VM '%s' already needs disk consolidation; consolidate it before relying on new snapshots"
+                      % vm.name)
+
+    def check_revert(self, vm, snapshot, snapshots, power_state_after):
+        if vm.extra.get("template"):
+            raise PrecheckFailed("the VM is a template", hint="Nothing was changed")
+
+    # --- tasks --------------------------------------------------------------------------------
+
+    def _task_state(self, task):
+        rows = self._properties([task], vim.Task, ["info.state", "info.progress", "info.error", "info.result",
+                                                   "info.descriptionId"])
+        if not rows:
+            raise ProviderError("the vSphere task %s disappeared" % _moid(task), provider=self.provider)
+        return rows[0][1]
+
+    def _wait(self, task, vm, timeout, snapshot=None):
+        """Wait for a vSphere task; return its result. A failed task raises its own fault text."""
+        label = {"id": _moid(task), "name": None}
+
+        def check():
+            info = self._sdk(lambda: self._task_state(task), vm=vm.name, snapshot=snapshot)
+            label["name"] = info.get("info.descriptionId") or label["name"]
+            state = str(info.get("info.state"))
+            if state == "success":
+                return True, info.get("info.result")
+            if state == "error":
+                fault = info.get("info.error")
+                raise ProviderError(fault_text(fault) if fault is not None else "the vSphere task failed",
+                                    vm=vm.name, snapshot=snapshot, provider=self.provider,
+                                    details={"task": _moid(task), "fault": type(fault).__name__})
+            progress = info.get("info.progress")
+            return False, "%s%s" % (state, " (%s%%)" % progress if progress is not None else "")
+
+        try:
+            return poll(check, timeout, "vSphere task %s" % _moid(task), initial=0.02, maximum=1.0)
+        except SnapshotTimeout as error:
+            error.details.setdefault("task", _moid(task))
+            error.hint = ("vCenter may still finish task %s (%s); check it in the vSphere client before retrying"
+                          % (_moid(task), label["name"] or "unknown"))
+            raise
+
+    def _run_task(self, start, vm, timeout, snapshot=None):
+        task = self._sdk(start, vm=vm.name, snapshot=snapshot)
+        return self._wait(task, vm, timeout, snapshot)
+
+    # --- actions ------------------------------------------------------------------------------
+
+    def create(self, vm, request):
+        result = self._run_task(
+            lambda: vm.handle.CreateSnapshot_Task(name=request.name, description=request.full_description,
+                                                  memory=bool(request.memory), quiesce=bool(request.quiesce)),
+            vm, request.timeout, request.name)
+        snapshots = self.list_snapshots(vm)
+        created_id = _moid(result) if result is not None else None
+        match = [s for s in snapshots if s.id == created_id] or [s for s in snapshots if s.current]
+        if not match:
+            raise SnapshotNotFound("vSphere reported success but the snapshot is not there", vm=vm.name,
+                                   snapshot=request.name, provider=self.provider)
+        return match[0]
+
+    def delete(self, vm, snapshot, remove_children, timeout):
+        self._run_task(lambda: snapshot.handle.RemoveSnapshot_Task(removeChildren=bool(remove_children),
+                                                                   consolidate=True),
+                       vm, timeout, snapshot.name)
+        self._after_delete(vm, snapshot, timeout)
+
+    def _after_delete(self, vm, snapshot, timeout):
+        """vSphere may need disk consolidation after a delete: consolidate or warn, as asked."""
+        rows = self._sdk(lambda: self._properties([vm.handle], vim.VirtualMachine, ["runtime.consolidationNeeded"]),
+                         vm=vm.name, snapshot=snapshot.name)
+        needed = bool(rows and rows[0][1].get("runtime.consolidationNeeded"))
+        vm.extra["consolidation_needed"] = needed
+        if not needed:
+            return
+        if not self.params.get("consolidate"):
+            self.warn("VM '%s' needs disk consolidation after deleting snapshot '%s'; run 'Consolidate' in "
+                      "vSphere, or set consolidate: true" % (vm.name, snapshot.name))
+            return
+        try:
+            self._run_task(lambda: vm.handle.ConsolidateVMDisks_Task(), vm, timeout, snapshot.name)
+        except ProviderError as error:
+            error.reason = "the snapshot was deleted but consolidating the disks failed: %s" % error.reason
+            raise
+        vm.extra["consolidation_needed"] = False
+
+    def revert(self, vm, snapshot, power_state_after, timeout):
+        # With 'stopped', never let the revert itself power the VM on.
+        suppress = power_state_after == "stopped"
+        self._run_task(lambda: snapshot.handle.RevertToSnapshot_Task(suppressPowerOn=suppress),
+                       vm, timeout, snapshot.name)
+        if power_state_after == "snapshot":
+            return
+        rows = self._sdk(lambda: self._properties([vm.handle], vim.VirtualMachine, ["runtime.powerState"]),
+                         vm=vm.name, snapshot=snapshot.name)
+        state = str(rows[0][1].get("runtime.powerState")) if rows else "unknown"
+        if power_state_after == "running" and state != "poweredOn":
+            self._run_task(lambda: vm.handle.PowerOnVM_Task(), vm, timeout, snapshot.name)
+        elif power_state_after == "stopped" and state != "poweredOff":
+            self._run_task(lambda: vm.handle.PowerOffVM_Task(), vm, timeout, snapshot.name)
+        elif power_state_after == "paused" and state != "suspended":
+            # vSphere has no paused state; suspended is the one that keeps memory without running.
+            if state == "poweredOff":
+                self._run_task(lambda: vm.handle.PowerOnVM_Task(), vm, timeout, snapshot.name)
+            self._run_task(lambda: vm.handle.SuspendVM_Task(), vm, timeout, snapshot.name)
+
+    def update(self, vm, snapshot, new_name=None, description=None, timeout=None):
+        if description == "" and snapshot.raw_description:
+            raise InvalidRequest("vSphere cannot clear a snapshot's description (an empty one leaves it unchanged)",
+                                 vm=vm.name, snapshot=snapshot.name, provider=self.provider,
+                                 hint="Give a non-empty description; nothing was changed")
+        kwargs = {}
+        if new_name:
+            kwargs["name"] = new_name
+        if description:
+            kwargs["description"] = description
+        if kwargs:
+            self._sdk(lambda: snapshot.handle.RenameSnapshot(**kwargs), vm=vm.name, snapshot=snapshot.name)

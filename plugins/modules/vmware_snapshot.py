@@ -1,0 +1,249 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: prechange.snapshots contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: vmware_snapshot
+short_description: Create, delete, rename or revert to a snapshot of a VMware vSphere VM
+version_added: 0.1.0
+description:
+  - Takes, deletes, renames or reverts to snapshots of vSphere VMs through vCenter or ESXi, with the same
+    options and results as the libvirt and Proxmox modules of this collection.
+  - VMs are found through the server's indexes (inventory path, UUID, managed object id), never by walking
+    the inventory, and the properties of every VM of a task come from one property-collector query, so
+    the cost of a task does not grow with the size of the inventory.
+  - Batch mode (O(vms)) snapshots many VMs in one task and one API session, up to O(concurrency) at once,
+    with one result per VM; one VM's failure does not stop the others.
+  - Every vSphere task is waited for up to O(timeout); a failed task reports vSphere's own error text, a
+    timeout names the task and the state it was last in.
+  - O(memory) defaults to V(true) for a powered-on VM. O(quiesce) uses VMware Tools; vSphere silently
+    ignores it when the VM is off or has no running tools, so RV(snapshot.quiesced) reports what was
+    achieved, with a warning when it was not, or a failure with O(strict).
+  - Every snapshot it creates carries the collection's ownership marker in its description.
+author:
+  - prechange.snapshots contributors
+options:
+  consolidate:
+    description:
+      - After a delete, vSphere may report that the VM's disks need consolidation (a delta disk could not
+        be merged).
+      - V(true) runs the consolidation task (waited for like the delete); V(false) only warns.
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - prechange.snapshots.snapshot
+  - prechange.snapshots.vmware
+  - prechange.snapshots.vmware.ACTIONGROUP_VMWARE
+  - prechange.snapshots.attributes
+  - prechange.snapshots.attributes.ACTIONS
+notes:
+  - O(revert_power_state=snapshot) leaves the VM as vSphere leaves it, running after a snapshot with memory
+    and powered off after a disk-only one. V(stopped) reverts without powering on. V(paused) leaves the VM
+    suspended, since vSphere has no paused state.
+  - vSphere allows several snapshots of one VM to share a name; this module then fails and lists them
+    rather than guess.
+  - A snapshot's description cannot be emptied through the vSphere API; asking for that fails.
+  - O(new_name) renames with vSphere's RenameSnapshot; the snapshot keeps its id, place in the tree and
+    ownership marker.
+seealso:
+  - module: prechange.snapshots.vmware_snapshot_info
+  - module: community.vmware.vmware_guest_snapshot
+    description: The community module this one replaces for maintenance workflows.
+"""
+
+EXAMPLES = r"""
+- name: Snapshot a VM with its memory, expiring in a week
+  prechange.snapshots.vmware_snapshot:
+    hostname: vcenter.example.com
+    username: ansible@vsphere.local
+    password: "{{ vcenter_password }}"
+    datacenter: DC1
+    vm: web01
+    name: before-patching
+    description: Kernel update CHG0042
+    ticket: CHG0042
+    expires: 7d
+  delegate_to: localhost
+
+- name: Same, with the connection in module_defaults and the VM by instance UUID
+  module_defaults:
+    group/prechange.snapshots.vmware:
+      hostname: vcenter.example.com
+      username: ansible@vsphere.local
+      password: "{{ vcenter_password }}"
+  prechange.snapshots.vmware_snapshot:
+    vm: 5029a4f1-66b2-4e1e-9c0e-2f3b4c5d6e7f
+    name: before-patching
+    quiesce: true
+    memory: false
+    strict: true
+  delegate_to: localhost
+
+- name: Revert and make sure the VM runs afterwards
+  prechange.snapshots.vmware_snapshot:
+    vm: web01
+    name: before-patching
+    state: reverted
+    revert_power_state: running
+  delegate_to: localhost
+
+- name: Delete it with everything taken after it, consolidating the disks if vSphere asks
+  prechange.snapshots.vmware_snapshot:
+    vm: web01
+    name: before-patching
+    state: absent
+    remove_children: true
+    consolidate: true
+  delegate_to: localhost
+
+- name: Snapshot a whole play batch in one task
+  prechange.snapshots.vmware_snapshot:
+    vms: "{{ ansible_play_batch }}"
+    name: "prechange-{{ run_id }}"
+    run_id: "{{ run_id }}"
+    concurrency: 10
+  delegate_to: localhost
+  run_once: true
+
+- name: Delete every snapshot this collection made on the VM
+  prechange.snapshots.vmware_snapshot:
+    vm: web01
+    state: absent
+    delete_all: owned
+  delegate_to: localhost
+
+- name: Rename a snapshot and give it a new description
+  prechange.snapshots.vmware_snapshot:
+    vm: web01
+    name: before-patching
+    new_name: known-good-2026-11
+    description: Known good after the November patches
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+action:
+  description: What was done (or would be done in check mode).
+  returned: success, single VM
+  type: str
+  sample: created
+  choices: [created, exists, updated, renamed, deleted, absent, reverted]
+vm:
+  description: The VM acted on.
+  returned: success, single VM
+  type: dict
+  contains:
+    name:
+      description: VM name.
+      type: str
+      sample: web01
+    id:
+      description: The VM's managed object id.
+      type: str
+      sample: vm-1234
+    power_state:
+      description: Power state (running, stopped, suspended, unknown), as read before the task acted.
+      type: str
+      sample: running
+snapshot:
+  description: The snapshot created, found, renamed, deleted or reverted to; null when O(state=absent) found
+    nothing.
+  returned: success, single VM
+  type: dict
+  contains:
+    name:
+      description: Snapshot name.
+      type: str
+      sample: before-patching
+    id:
+      description: The snapshot's managed object id.
+      type: str
+      sample: snapshot-5678
+    description:
+      description: The user's description, without the ownership marker.
+      type: str
+      sample: Kernel update CHG0042
+    created:
+      description: Creation time, UTC ISO 8601.
+      type: str
+      sample: "2026-11-22T02:15:00Z"
+    age_seconds:
+      description: Age in seconds at the time of the task.
+      type: int
+      sample: 42
+    parent:
+      description: Name of the parent snapshot, null for a root snapshot.
+      type: str
+      sample: null
+    children:
+      description: Names of the direct children.
+      type: list
+      elements: str
+      sample: []
+    current:
+      description: Whether this is the VM's current snapshot.
+      type: bool
+      sample: true
+    memory:
+      description: Whether the snapshot holds memory (or suspended) state.
+      type: bool
+      sample: true
+    quiesced:
+      description: Whether the guest file systems were quiesced, as vSphere reports it.
+      type: bool
+      sample: false
+    owner:
+      description: The ownership marker (run, creator, created, expires, ticket) when the collection made it.
+      type: dict
+      sample: {"run": "20261122T021500Z-4f2a", "creator": "ops@bastion", "created": "2026-11-22T02:15:00Z",
+               "expires": "2026-11-29T02:15:00Z", "ticket": "CHG0042"}
+    power_state:
+      description: The VM's power state recorded in the snapshot (running, stopped, suspended).
+      type: str
+      sample: running
+    depth:
+      description: Depth in the snapshot tree, 1 for a root snapshot.
+      type: int
+      sample: 1
+snapshots:
+  description: Every snapshot deleted (or to be deleted in check mode) with O(delete_all).
+  returned: when O(delete_all) deleted something
+  type: list
+  elements: dict
+diff:
+  description: Snapshot names before and after.
+  returned: diff mode
+  type: dict
+  sample: {"before": {"snapshots": []}, "after": {"snapshots": ["before-patching"]}}
+results:
+  description: One entry per VM of O(vms), each with the keys of a single-VM result plus C(item) and C(failed)
+    (and C(msg), C(error) when failed).
+  returned: batch mode (O(vms))
+  type: list
+  elements: dict
+failed_vms:
+  description: The entries of O(vms) that failed.
+  returned: batch mode (O(vms))
+  type: list
+  elements: str
+"""
+
+from ansible_collections.prechange.snapshots.plugins.module_utils._module import run_snapshot_module
+from ansible_collections.prechange.snapshots.plugins.module_utils._vmware import (
+    PYVMOMI_IMPORT_ERROR,
+    VmwareBackend,
+    connection_argument_spec,
+    snapshot_extra_spec,
+)
+
+
+def main():
+    run_snapshot_module(VmwareBackend, connection_argument_spec(), extra_spec=snapshot_extra_spec(),
+                        provider_options=("consolidate",), requirements=[("pyvmomi", PYVMOMI_IMPORT_ERROR)])
+
+
+if __name__ == "__main__":
+    main()
