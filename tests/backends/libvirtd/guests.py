@@ -299,12 +299,18 @@ def _lookup(conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:
     return None
 
 
+def _marker_kind(dom: libvirt.virDomain) -> str | None:
+    """The kind in our <metadata> marker, or None for a domain we did not define.
+
+    Reads the XML rather than calling dom.metadata(): that one reports "metadata not found"
+    for every foreign domain through libvirt's default error handler (stderr)."""
+    m = re.search(r"<(\w+:)?guest xmlns(:\w+)?=['\"]" + re.escape(META_NS) + r"['\"] kind=['\"](\w+)",
+                  dom.XMLDesc(0))
+    return m.group(3) if m else None
+
+
 def _is_ours(dom: libvirt.virDomain) -> bool:
-    try:
-        dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, META_NS)
-        return True
-    except libvirt.libvirtError:
-        return False
+    return _marker_kind(dom) is not None
 
 
 def create(kind: str, name: str, start: bool = False, uri: str | None = None) -> Guest:
@@ -394,10 +400,9 @@ def list_guests(uri: str | None = None) -> list[tuple[str, str, bool]]:
     try:
         out = []
         for dom in conn.listAllDomains():
-            if _is_ours(dom):
-                xml = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, META_NS)
-                kind = re.search(r"kind=['\"](\w+)", xml)
-                out.append((dom.name(), kind.group(1) if kind else "?", bool(dom.isActive())))
+            kind = _marker_kind(dom)
+            if kind:
+                out.append((dom.name(), kind, bool(dom.isActive())))
         return sorted(out)
     finally:
         conn.close()
