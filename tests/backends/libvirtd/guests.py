@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
 import gzip
 import hashlib
 import io
@@ -216,6 +217,13 @@ def ensure_counter_assets() -> tuple[str, str]:
     """(kernel, initrd) paths for the counter guest, built once and cached in $PRECHANGE_CACHE."""
     cache = os.path.join(CACHE, "counter-guest")
     os.makedirs(cache, exist_ok=True)
+    # One builder at a time (pytest-xdist workers may all want the counter guest at once).
+    with open(os.path.join(cache, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ensure_counter_assets(cache)
+
+
+def _ensure_counter_assets(cache: str) -> tuple[str, str]:
     kernel = os.path.join(cache, "vmlinuz")
     if not os.path.exists(kernel):
         _fetch_kernel(kernel)

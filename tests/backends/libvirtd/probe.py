@@ -34,6 +34,7 @@ def attempt(label, fn):
 
 
 def main() -> int:
+    libvirt.registerErrorHandler(lambda *_: None, None)  # errors are printed by attempt()
     conn = libvirt.open(guests.URI)
     v = conn.getLibVersion()
     print(f"libvirt {v // 1000000}.{v // 1000 % 1000}.{v % 1000}, "

@@ -81,7 +81,14 @@ fi
 # --- 4. libvirt-python ----------------------------------------------------------------
 if ! "$PYTHON" -c 'import libvirt' 2>/dev/null; then
     log "installing libvirt-python for $PYTHON (compiles against libvirt-dev, ~20 s)"
-    "$PYTHON" -m pip install -q libvirt-python
+    if ! "$PYTHON" -m pip install -q libvirt-python; then
+        # Debian's own python3 refuses pip installs (PEP 668): use its packaged binding.
+        case "$(command -v "$PYTHON")" in
+            /usr/bin/*)
+                apt-get install -y -qq --no-install-recommends python3-libvirt >/dev/null ;;
+            *) log "pip install libvirt-python failed for $PYTHON"; exit 1 ;;
+        esac
+    fi
 fi
 
 # --- 5. counter-guest kernel + initramfs (cached under $PRECHANGE_CACHE) ---------------
