@@ -24,6 +24,7 @@ and device mounts, rollback past newer snapshots on ZFS.
 from __future__ import annotations
 
 import re
+import threading
 import time
 import traceback
 from datetime import datetime, timezone
@@ -88,6 +89,9 @@ NO_SNAPSHOT_STORAGE_TYPES = ("lvm", "iscsi", "iscsidirect")
 
 QEMU_DISK_KEY = re.compile(r"^(ide|sata|scsi|virtio)\d+$|^(efidisk|tpmstate)0$")
 LXC_MOUNT_KEY = re.compile(r"^(rootfs|mp\d+)$")
+
+# Seconds between starting a task and its first status poll.
+FIRST_POLL_DELAY = 0.05
 
 _LOCKED = re.compile(r"\b(?:VM|CT) is locked \(([^)]+)\)")
 _LOCK_FILE = re.compile(r"can't lock file '([^']+)' - got timeout")
@@ -318,7 +322,10 @@ class ProxmoxBackend(SnapshotBackend):
                                      hint="Use 2-40 characters: a letter first, then letters, digits, '-' or "
                                           "'_'; nothing was changed")
         self._storages = None
+        self._storage_lock = threading.Lock()
         self._configs = {}
+        # vmid -> the snapshot list create() just read, handed once to the engine's next list_snapshots().
+        self._fresh_lists = {}
         self._resources_by_vmid = {}
         kwargs = dict(user=params.get("api_user"), timeout=params.get("api_timeout") or 30)
         if params.get("api_port"):
@@ -467,6 +474,10 @@ class ProxmoxBackend(SnapshotBackend):
                 if not r.get("template")]
 
     def list_snapshots(self, vm):
+        fresh = self._fresh_lists.pop(vm.id, None)
+        if fresh is not None:
+            # Read by create() a moment ago, with nothing done to the guest since: saves one call per guest.
+            return fresh
         try:
             items = self._get(self._guest_path(vm) + "/snapshot")
         except Exception as error:  # pylint: disable=broad-except
@@ -483,6 +494,10 @@ class ProxmoxBackend(SnapshotBackend):
             raise self._translate(error, vm=vm.name)
 
     def _storage_map(self):
+        with self._storage_lock:  # batch threads: read the storage list once
+            return self._storage_map_locked()
+
+    def _storage_map_locked(self):
         if self._storages is None:
             try:
                 self._storages = {s["storage"]: s for s in self._get("storage")}
@@ -587,6 +602,8 @@ class ProxmoxBackend(SnapshotBackend):
                 return True, status
             return False, "%s (task %s)" % (status.get("status") or "unknown", upid)
 
+        # No task finishes within milliseconds of its POST: a short first pause saves a poll per task.
+        time.sleep(min(FIRST_POLL_DELAY, deadline.remaining))
         try:
             status = poll(check, max(deadline.remaining, 0.001), "the %s task" % what, initial=0.05, maximum=1.0)
         except SnapshotTimeout as error:
@@ -672,10 +689,12 @@ class ProxmoxBackend(SnapshotBackend):
             data["vmstate"] = 1
         self._wait_unlocked(vm, request.timeout)
         self._run(vm, "snapshot", lambda: base.post(**data), request.timeout, snapshot=request.name)
-        for snap in self.list_snapshots(vm):
+        snaps = self.list_snapshots(vm)
+        for snap in snaps:
             if snap.name == request.name:
                 # Proxmox has no quiesce switch: report what is known, which is that we did not ask.
                 snap.quiesced = False if request.quiesce else None
+                self._fresh_lists[vm.id] = snaps
                 return snap
         raise SnapshotNotFound("Proxmox reported success but the snapshot is not there", vm=vm.name,
                                snapshot=request.name, provider=self.provider)
