@@ -227,6 +227,8 @@ class VmwareBackend(SnapshotBackend):
                                    hint="Install pyvmomi on the controller")
         self.si = None
         self._datacenters = None
+        # The action a lookup failure is reported under (the engine binds it too, in batch mode).
+        self._action = {"present": "create", "absent": "delete", "reverted": "revert"}.get(params.get("state"), "list")
         self._connect()
 
     # --- session ------------------------------------------------------------------------------
@@ -491,7 +493,7 @@ class VmwareBackend(SnapshotBackend):
                 else:
                     resolved[ref] = VmNotFound(
                         "no VM with this name, UUID or managed object id exists%s" % self._where(),
-                        vm=ref, provider=self.provider,
+                        action=self._action, vm=ref, provider=self.provider,
                         hint="Check 'vm' (and 'datacenter' / 'folder'); nothing was changed")
         return resolved
 
@@ -503,7 +505,8 @@ class VmwareBackend(SnapshotBackend):
     def _ambiguous(self, ref, matches, what):
         candidates = [{"id": _moid(vm), "path": self._path_of(vm)} for vm in matches]
         listing = ", ".join("%s (%s)" % (c["path"] or "?", c["id"]) for c in candidates)
-        return AmbiguousVm("%d VMs match %s: %s" % (len(matches), what, listing), vm=ref, provider=self.provider,
+        return AmbiguousVm("%d VMs match %s: %s" % (len(matches), what, listing), action=self._action, vm=ref,
+                           provider=self.provider,
                            hint="Name the VM by its UUID or managed object id, or narrow it with 'datacenter' "
                                 "and 'folder'; nothing was changed",
                            details={"candidates": candidates})
@@ -550,7 +553,7 @@ class VmwareBackend(SnapshotBackend):
             record = records.get(_moid(value))
             if record is None or record.name is None:
                 found[ref] = VmNotFound("no VM with this managed object id exists on %s" % self.params.get("hostname"),
-                                        vm=ref, provider=self.provider,
+                                        action=self._action, vm=ref, provider=self.provider,
                                         hint="Check 'vm'; nothing was changed")
                 continue
             # Each VM gets its own record: two refs naming one VM must not share the prefetched tree.

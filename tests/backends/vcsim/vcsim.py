@@ -231,6 +231,8 @@ if pytest is not None:
             binary = build()
         except (RuntimeError, OSError) as exc:
             pytest.skip("vcsim cannot be built here: %s" % exc)
+        # A password that cannot occur by chance in output, so tests can assert it never leaks.
+        params.setdefault("password", os.environ.get("VCSIM_PASSWORD", "vcsim-Secr3t-pw"))
         sim = Vcsim(vms=vms, binary=binary, **params)
         try:
             yield sim.start()
