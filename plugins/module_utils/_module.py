@@ -29,6 +29,7 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._marker import
     utcnow,
 )
 from ansible_collections.prechange.snapshots.plugins.module_utils._snapshot import (
+    ACTIONS,
     DELETE_ALL_CHOICES,
     REVERT_POWER_STATES,
     STATES,
@@ -173,7 +174,8 @@ def run_snapshot_module(backend_class, connection_spec, extra_spec=None, provide
             results = ensure_many(backend, module.params["vms"], params, module.check_mode,
                                   module.params["concurrency"])
     except SnapshotError as error:
-        fail(module, error.bind(vm=module.params["vm"], snapshot=module.params["name"], provider=provider))
+        fail(module, error.bind(action=ACTIONS[module.params["state"]], vm=module.params["vm"],
+                                snapshot=module.params["name"], provider=provider))
 
     rows = [r.to_result(diff=want_diff) for r in results]
     failed = [r for r in results if r.error is not None]

@@ -42,6 +42,8 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._marker import
 )
 
 STATES = ("present", "absent", "reverted")
+# The verb each state's errors use: "Failed to <action> snapshot ...".
+ACTIONS = {"present": "create", "absent": "delete", "reverted": "revert"}
 # Power state after a revert: as recorded in the snapshot, or forced.
 REVERT_POWER_STATES = ("snapshot", "running", "paused", "stopped")
 DELETE_ALL_CHOICES = ("owned", "expired", "all")
@@ -347,7 +349,7 @@ def ensure(backend, vm, params, check_mode):
     prechecks as a real run, so it reports the same ``changed`` and fails the same way,
     and it calls no mutating backend method.
     """
-    action = {"present": "create", "absent": "delete", "reverted": "revert"}[params.state]
+    action = ACTIONS[params.state]
     try:
         snapshots = backend.list_snapshots(vm)
         before = names(snapshots)
@@ -518,8 +520,7 @@ def ensure_many(backend, refs, params, check_mode, concurrency):
     def one(ref):
         vm = found[ref]
         if isinstance(vm, SnapshotError):
-            action = {"present": "create", "absent": "delete", "reverted": "revert"}[params.state]
-            return VmResult(ref, error=vm.bind(action=action, vm=ref, snapshot=params.name,
+            return VmResult(ref, error=vm.bind(action=ACTIONS[params.state], vm=ref, snapshot=params.name,
                                                provider=backend.provider))
         try:
             return VmResult(ref, outcome=ensure(backend, vm, params, check_mode))
