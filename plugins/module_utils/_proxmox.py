@@ -655,8 +655,8 @@ class ProxmoxBackend(SnapshotBackend):
     def _lock_hint(vm, lock):
         if lock == "snapshot-delete":
             return ("A snapshot delete failed earlier and left the lock; delete that snapshot again with "
-                    "force: true, or run 'qm unlock %s' / 'pct unlock %s' after checking the storage"
-                    % (vm.id, vm.id))
+                    "force: true (which unlocks the guest as root@pam), or run 'qm unlock %s' / 'pct unlock %s' "
+                    "after checking the storage" % (vm.id, vm.id))
         if lock in ("backup", "migrate", "clone", "create", "rollback", "snapshot"):
             return "Another job (%s) holds the guest; wait for it or raise 'timeout'" % lock
         return "Wait for the other task to finish or raise 'timeout'; run 'qm unlock' only if nothing runs"
@@ -709,13 +709,29 @@ class ProxmoxBackend(SnapshotBackend):
             below = descendants(snaps, by_name.get(snapshot.name, snapshot))
             below.sort(key=lambda n: -by_name[n].depth if n in by_name else 0)
             targets = below + targets
+        if force and snapshot.extra.get("snapstate") == "delete":
+            self._clear_stuck_delete(vm, snapshot)
         for name in targets:
             path = self._guest_path(vm) + "/snapshot/" + name
             query = {"force": 1} if force else {}
-            # With force, a 'snapshot-delete' lock left by an earlier failed delete is taken over, as PVE does.
-            self._wait_unlocked(vm, max(deadline.remaining, 0.001), allow=("snapshot-delete",) if force else ())
+            self._wait_unlocked(vm, max(deadline.remaining, 0.001))
             self._run(vm, "snapshot delete", lambda p=path, q=query: self.api(p).delete(**q),
                       max(deadline.remaining, 0.001), snapshot=name)
+
+    def _clear_stuck_delete(self, vm, snapshot):
+        """What 'qm unlock' / 'pct unlock' does, for the one state where it is safe to do it unasked.
+
+        A delete of this very snapshot failed earlier: the snapshot is marked 'delete' and the guest keeps
+        the 'snapshot-delete' lock, which PVE checks before anything else, force or not.
+        """
+        if self._config(vm).get("lock") != "snapshot-delete":
+            return
+        self.warn("Clearing the 'snapshot-delete' lock that an earlier failed delete of snapshot '%s' left on "
+                  "guest '%s' (force: true)" % (snapshot.name, vm.name))
+        try:
+            self.api(self._guest_path(vm) + "/config").put(delete="lock", skiplock=1)
+        except Exception as error:  # pylint: disable=broad-except
+            raise self._translate(error, vm=vm.name, snapshot=snapshot.name)
 
     def revert(self, vm, snapshot, power_state, timeout):
         kind = vm.extra.get("type")

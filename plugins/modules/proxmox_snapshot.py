@@ -34,7 +34,10 @@ options:
   force:
     description:
       - With O(state=absent), delete the snapshot's configuration entry even when removing the disk
-        snapshots fails, and take over a C(snapshot-delete) lock left by an earlier failed delete.
+        snapshots fails (Proxmox's C(force)).
+      - When an earlier delete of this same snapshot failed and left the guest locked C(snapshot-delete)
+        (the snapshot is marked C(delete)), first clear that lock as C(qm unlock) / C(pct unlock) does.
+        That needs O(api_user=root@pam); other locks are never cleared.
       - Only for snapshots whose storage side you have checked; the default never forces.
     type: bool
     default: false

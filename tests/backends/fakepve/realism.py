@@ -208,7 +208,9 @@ class RealisticPve(FakePve):
         kind = self._kind(guest)
         if name not in guest.snapshots:
             return await original()
-        if guest.lock and not (force and guest.lock == 'snapshot-delete'):
+        if guest.lock:
+            # PVE's set_lock() checks for any lock first, so not even force gets past a leftover
+            # 'snapshot-delete': it takes 'qm unlock' / 'pct unlock' (see _qemu_unlock below).
             raise TaskError('{0} is locked ({1})'.format(kind, guest.lock))
         self._set_lock(guest, 'snapshot-delete')
         guest.snapshots[name]['snapstate'] = 'delete'
@@ -289,6 +291,35 @@ class RealisticPve(FakePve):
                 return await original()
             return await self._with_migration_lock(ct.vmid, steps)
         return {'snapshot': snapshot, 'delete': delete, 'rollback': rollback}[operation]
+
+    # ----------------------------------------------------------- unlocking
+
+    def _skiplock_unlock(self, guest, values, user):
+        """True if this config PUT is `qm unlock` / `pct unlock`: delete=lock with skiplock=1 by root@pam."""
+        deletes = [k for k in str(values.get('delete') or '').split(',') if k]
+        if deletes != ['lock'] or str(values.get('skiplock', '0')) not in ('1', 'true'):
+            return False
+        if user != 'root@pam':
+            raise PveError(400, 'Parameter verification failed.', {'skiplock': 'Only root may use this option.'})
+        self._set_lock(guest, None)
+        return True
+
+    async def _config_put(self, request):
+        # Fix: fakepve checks the config lock even with skiplock=1, so `qm unlock` (PUT config delete=lock
+        # skiplock=1, root only) cannot clear a stuck lock. PVE skips the lock check for root with skiplock.
+        from fakepve.server import USER, params
+        values = await params(request)
+        vm = self._vm(request)
+        if self._skiplock_unlock(vm, values, request[USER]):
+            return web.json_response({'data': None})
+        return await super()._config_put(request)
+
+    async def _lxc_config_put(self, user, v):
+        # The same fix for containers (pct unlock).
+        ct = self._find_ct(v['node'], v['vmid'])
+        if self._skiplock_unlock(ct, v, user):
+            return None
+        return await super()._lxc_config_put(user, v)
 
     # ------------------------------------------------------------- listing
 
