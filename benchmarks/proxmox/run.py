@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Proxmox VE benchmark: snapshot 50 guests of a 500-guest cluster, five ways, on the same fake cluster.
 
@@ -57,7 +56,9 @@ def ensure_venv():
 
 def start_cluster(guests, python):
     """fakepve in its own process (the launcher's CLI); returns (process, connection info)."""
-    info_file = tempfile.mktemp(prefix="pve-bench-", suffix=".json")
+    handle, info_file = tempfile.mkstemp(prefix="pve-bench-", suffix=".json")
+    os.close(handle)
+    os.unlink(info_file)  # the launcher writes it once it listens
     proc = subprocess.Popen([python, LAUNCHER, "--generate", str(guests), "--nodes", "5",
                              "--time-scale", str(TIME_SCALE), "--info-file", info_file],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, universal_newlines=True)
@@ -160,7 +161,8 @@ while running:
 
 def timed(cmd, env):
     start = time.monotonic()
-    result = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    result = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                            check=False)
     elapsed = time.monotonic() - start
     if result.returncode != 0:
         raise SystemExit("failed: %s\n%s" % (" ".join(cmd), result.stdout[-6000:]))
@@ -194,7 +196,7 @@ def main():
         extra = json.dumps({"pve": info})
         versions = subprocess.run([os.path.join(bindir, "ansible-galaxy"), "collection", "list",
                                    "community.proxmox"], env=env, stdout=subprocess.PIPE,
-                                  universal_newlines=True).stdout
+                                  universal_newlines=True, check=False).stdout
         peer_version = next((line.split()[-1] for line in versions.splitlines()
                              if line.startswith("community.proxmox")), "?")
         cases = [

@@ -60,7 +60,7 @@ options:
     type: path
   api_timeout:
     description:
-      - Seconds to wait for one HTTP answer from the API (not for a task; see O(timeout) for that).
+      - Seconds to wait for one HTTP answer from the API (not for a task; see the C(timeout) option of the snapshot module for that).
       - You can use the E(PROXMOX_API_TIMEOUT) environment variable.
     type: int
     default: 30
@@ -69,7 +69,7 @@ requirements:
   - requests
 notes:
   - The API user or token needs C(VM.Audit) to find guests and C(VM.Snapshot) to change snapshots;
-    C(VM.PowerMgmt) for O(revert_power_state) other than V(snapshot); C(Datastore.Audit) lets the storage
+    C(VM.PowerMgmt) for a C(revert_power_state) other than C(snapshot); C(Datastore.Audit) lets the storage
     precheck see storage types (without it, that precheck is skipped with a warning).
 """
 

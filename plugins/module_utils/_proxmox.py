@@ -55,18 +55,11 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._wait import D
 
 PROXMOXER_IMPORT_ERROR = None
 try:
-    import proxmoxer
     from proxmoxer import ProxmoxAPI
     from proxmoxer.core import AuthenticationError, ResourceException
 except ImportError:  # pragma: no cover - reported by the module through missing_required_lib
-    proxmoxer = ProxmoxAPI = None
-    AuthenticationError = ResourceException = None
+    ProxmoxAPI = AuthenticationError = ResourceException = None
     PROXMOXER_IMPORT_ERROR = traceback.format_exc()
-
-try:
-    from requests.exceptions import RequestException
-except ImportError:  # pragma: no cover - proxmoxer needs requests, so this goes with the error above
-    RequestException = None
 
 QEMU = "qemu"
 LXC = "lxc"

@@ -29,7 +29,7 @@ description:
   - Proxmox snapshots cannot be renamed; their description can be changed.
   - Every snapshot it creates carries the collection's ownership marker in its description.
 author:
-  - prechange.snapshots contributors
+  - prechange.snapshots contributors (@prechange)
 options:
   force:
     description:

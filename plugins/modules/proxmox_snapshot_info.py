@@ -16,7 +16,7 @@ description:
     the collection's ownership marker when it carries one. Filters select by name pattern, age, ownership
     and run id.
 author:
-  - prechange.snapshots contributors
+  - prechange.snapshots contributors (@prechange)
 extends_documentation_fragment:
   - prechange.snapshots.snapshot.INFO
   - prechange.snapshots.proxmox

@@ -20,7 +20,7 @@ pytest.importorskip("fakepve")
 pytest.importorskip("proxmoxer")
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "backends", "fakepve"))
-from pve import pve, pve_cluster  # noqa: E402,F401  (fixtures)
+from pve import pve, pve_cluster  # noqa: E402,F401  pylint: disable=unused-import,wrong-import-position
 
 
 def connection_vars(cluster):

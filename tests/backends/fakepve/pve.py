@@ -68,7 +68,7 @@ class PveCluster(object):
         self.password = pve.password
         # community.proxmox / our modules: api_user + api_token_id (the token's name) + api_token_secret.
         self.token_full_id = token_id
-        self.token_user, _, self.token_name = token_id.partition('!')
+        self.token_user, _sep, self.token_name = token_id.partition('!')
         self.token_secret = token_secret
         self.time_scale = pve.time_scale
 
@@ -200,7 +200,7 @@ def serve(layout=None, host=None, port=0, time_scale=DEFAULT_TIME_SCALE, user=DE
     pve.network['seed'] = seed
     load_layout(pve, layout)
     tmp = tempfile.mkdtemp(prefix='prechange-fakepve-')
-    certfile, keyfile, _ = make_cert(tmp, hosts=(host,))
+    certfile, keyfile, _der = make_cert(tmp, hosts=(host,))
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name='fakepve', daemon=True)
     thread.start()
@@ -256,7 +256,7 @@ def main(argv=None):
     layout = generate_layout(args.generate, args.nodes) if args.generate else read_layout(args.layout)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, lambda *_args: stop.set())
     with serve(layout, host=args.host, port=args.port, time_scale=args.time_scale) as cluster:
         info = json.dumps(cluster.info())
         if args.info_file:

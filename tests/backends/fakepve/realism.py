@@ -97,7 +97,7 @@ class RealisticPve(FakePve):
             guest.config.pop('lock', None)
 
     def _storage_type(self, volume):
-        sid = str(volume).split(',')[0].split(':')[0]
+        sid = str(volume).split(',', maxsplit=1)[0].split(':', maxsplit=1)[0]
         return (self.storages.get(sid) or {}).get('type')
 
     def _disk_volumes(self, guest):
@@ -109,7 +109,7 @@ class RealisticPve(FakePve):
                 continue
             if key == 'rootfs' or key.startswith(('mp', 'scsi', 'virtio', 'sata', 'ide', 'efidisk', 'tpmstate')):
                 if key[-1].isdigit() or key == 'rootfs':
-                    volume = text.split(',')[0]
+                    volume = text.split(',', maxsplit=1)[0]
                     if volume.startswith('volume='):
                         volume = volume[len('volume='):]
                     if ':' in volume and not volume.startswith('/'):
@@ -198,8 +198,9 @@ class RealisticPve(FakePve):
             return await self._with_migration_lock(vm.vmid, lambda: self._delete_steps(vm, values, original))
 
         async def rollback():
-            return await self._with_migration_lock(vm.vmid, lambda: self._qemu_rollback_steps(vm, values,
-                                                                                             original))
+            def steps():
+                return self._qemu_rollback_steps(vm, values, original)
+            return await self._with_migration_lock(vm.vmid, steps)
         return {'snapshot': snapshot, 'delete': delete, 'rollback': rollback}[operation]
 
     async def _delete_steps(self, guest, values, original):
@@ -273,7 +274,7 @@ class RealisticPve(FakePve):
             if not ct.template and not ct.lock and values.get('snapname') not in ct.snapshots:
                 for key, value in ct.config.items():
                     if key.startswith('mp') and key[2:].isdigit():
-                        volume = str(value).split(',')[0]
+                        volume = str(value).split(',', maxsplit=1)[0]
                         if volume.startswith('volume='):
                             volume = volume[len('volume='):]
                         if volume.startswith('/'):

@@ -17,7 +17,7 @@ pytest.importorskip('fakepve')
 proxmoxer = pytest.importorskip('proxmoxer')
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pve import pve, pve_cluster  # noqa: E402,F401  (fixtures)
+from pve import pve, pve_cluster  # noqa: E402,F401  pylint: disable=unused-import,wrong-import-position
 
 ResourceException = proxmoxer.core.ResourceException
 
@@ -89,7 +89,7 @@ def test_snapshot_with_vmstate_runs_as_a_task_holding_the_lock(pve):
 def test_list_is_unordered_with_current_last(pve):
     api = token_api(pve)
     orders = set()
-    for _ in range(12):
+    for _attempt in range(12):
         names = [s['name'] for s in api.nodes('pve2').qemu(108).snapshot.get()]
         assert names[-1] == 'current'
         orders.add(tuple(names))
