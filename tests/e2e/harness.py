@@ -17,7 +17,10 @@ CLI:
   harness.py install-demo         install prechange-demo 1.0 from the v1 repository
   harness.py ssh CMD...           run a command in the guest
   harness.py status               JSON state
-  harness.py smoke [--keep]       prove the snapshot/revert mechanics by hand, print timings
+  harness.py smoke [--keep]       fresh guest + mechanics + down, print timings
+  harness.py mechanics            the smoke's snapshot/revert proof on the running guest
+  harness.py snapshots            list the guest's libvirt snapshots
+  harness.py reset-demo           back to prechange-demo 1.0 (repo v1), no reboot
   harness.py down                 destroy + undefine the guest, stop the repo server
 
 Environment: PRECHANGE_CACHE (default ~/.cache/prechange-snapshots; this uses
@@ -133,6 +136,9 @@ class Harness:
 
     def conn(self):
         import libvirt
+        # Expected errors (no such domain) are handled; keep libvirt from also
+        # printing them to stderr.
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
         return libvirt.open(self.uri)
 
     # ------------------------------------------------------- repo server
@@ -447,13 +453,39 @@ all:
         return path
 
     # ------------------------------------------------------------------ smoke
+    def snapshots(self):
+        """Names of the guest's libvirt snapshots."""
+        conn = self.conn()
+        try:
+            return sorted(s.getName() for s in conn.lookupByName(self.domain).listAllSnapshots())
+        finally:
+            conn.close()
+
+    def reset_demo(self):
+        """Back to prechange-demo 1.0 running, repo on v1, without a reboot: for
+        running several scenarios on one guest."""
+        self.set_repo("v1")
+        self.ssh("dpkg --configure -a >/dev/null 2>&1; apt-get update -q && "
+                 "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-downgrades prechange-demo=1.0 && "
+                 "invoke-rc.d prechange-demo start")
+
+    # ------------------------------------------------------------------ smoke
     def smoke(self, keep=False):
-        """Boot, ansible ping, install demo 1.0, snapshot WITH memory, change the guest
-        (file in /run, a process, a file on disk, a broken package upgrade), revert,
-        then show: no reboot, the change is gone, SSH and the service answer."""
+        """Fresh guest, then mechanics(), then down (unless keep)."""
+        try:
+            self.up(fresh=True)
+            return self.mechanics()
+        finally:
+            if not keep:
+                self.down()
+
+    def mechanics(self):
+        """By hand with libvirt-python, on a running guest: ansible ping, install demo
+        1.0, snapshot WITH memory, change the guest (file in /run, a process, a file
+        on disk, an upgrade that breaks the service), revert, then show: no reboot,
+        the change is gone, SSH, Ansible and the service answer."""
         import libvirt
         t = self.timings
-        self.up(fresh=True)
         inv = self.inventory()
         self._timed("ansible_ping", self._ansible_ping, inv)
         self._timed("install_demo_v1", self.install_demo)
@@ -501,13 +533,11 @@ all:
             assert self.demo_version() == "1.0 ii", self.demo_version()
             self._timed("ansible_ping_after_revert", self._ansible_ping, inv)
             self._timed("snapshot_delete", snap.delete, 0)
-            result = {"ok": True, "boot_id_unchanged": True, "uptime_before": up_before,
-                      "uptime_after": up_after, "timings_seconds": dict(t)}
         finally:
             conn.close()
-            if not keep:
-                self.down()
-        return result
+        self.set_repo("v1")
+        return {"ok": True, "boot_id_unchanged": True, "uptime_before": up_before,
+                "uptime_after": up_after, "timings_seconds": dict(t)}
 
     def _ansible_ping(self, inv):
         env = dict(os.environ, ANSIBLE_HOST_KEY_CHECKING="False")
@@ -531,6 +561,9 @@ def main(argv=None):
     sub.add_parser("status")
     p = sub.add_parser("smoke")
     p.add_argument("--keep", action="store_true", help="leave the guest running afterwards")
+    sub.add_parser("mechanics", help="the smoke steps on the running guest (after up)")
+    sub.add_parser("snapshots", help="list the guest's snapshots")
+    sub.add_parser("reset-demo", help="back to prechange-demo 1.0 and repo v1")
     sub.add_parser("down")
     sub.add_parser("image", help="build or reuse the guest image; print its directory")
     sub.add_parser("pkgs", help="build or reuse the demo packages; print their directory")
@@ -554,6 +587,13 @@ def main(argv=None):
         print(json.dumps(h.state(), indent=1, sort_keys=True))
     elif args.cmd == "smoke":
         print(json.dumps(h.smoke(keep=args.keep), indent=1, sort_keys=True))
+    elif args.cmd == "mechanics":
+        print(json.dumps(h.mechanics(), indent=1, sort_keys=True))
+    elif args.cmd == "snapshots":
+        print("\n".join(h.snapshots()))
+    elif args.cmd == "reset-demo":
+        h.reset_demo()
+        print(h.demo_answer())
     elif args.cmd == "down":
         h.down()
     elif args.cmd == "image":
