@@ -75,7 +75,7 @@ for g in "${GUESTS[@]}"; do
     echo "$g: application: $(virsh -c qemu:///system desc "$g" --title); snapshots:"
     virsh -q -c qemu:///system snapshot-list "$g" --name | sed '/^$/d; s/^/    /'
 done
-report="$(ls -t "$PRECHANGE_REPORT_DIR"/maintenance-*.md 2>/dev/null | head -1 || true)"
+report="$(find "$PRECHANGE_REPORT_DIR" -name 'maintenance-*.md' 2>/dev/null | sort | tail -1)"
 if [ -z "$report" ]; then
     echo "demo/run.sh: no run report was written (see $WORK/maintenance.log)" >&2
     exit 1
