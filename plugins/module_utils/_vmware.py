@@ -29,6 +29,7 @@ import re
 import socket
 import ssl
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timezone
 
 from ansible.module_utils.basic import env_fallback
@@ -272,6 +273,11 @@ class VmwareBackend(SnapshotBackend):
             raise ConnectionFailed("cannot connect to %s: %s" % (where, error), action="connect to",
                                    provider=self.provider, hint="Check that 'hostname' is a vCenter or ESXi host")
         self.content = self.si.content
+        # Batch mode drives up to max_concurrency calls at once through this one session: keep that
+        # many HTTP connections alive instead of pyvmomi's default 5.
+        stub = getattr(self.si, "_stub", None)
+        if stub is not None and hasattr(stub, "poolSize"):
+            stub.poolSize = max(stub.poolSize, self.max_concurrency)
 
     def close(self):
         si, self.si = getattr(self, "si", None), None
@@ -446,37 +452,48 @@ class VmwareBackend(SnapshotBackend):
             return None
         return "/".join(parts)
 
+    def _index_lookup(self, ref, lookup):
+        """A VM, an error, or None when only a search can tell (index lookups only)."""
+        kind = classify_ref(ref)
+        try:
+            if kind == "moid":
+                return vim.VirtualMachine(str(ref).strip(), self.si._stub)  # pylint: disable=protected-access
+            if kind == "uuid":
+                matches = self._find_by_uuid(ref)
+                if len(matches) == 1:
+                    return matches[0]
+                if len(matches) > 1:
+                    return self._ambiguous(ref, matches, "this BIOS UUID")
+                # Not a UUID of any VM: it may still be a VM's name.
+            if lookup == "auto":
+                paths = inventory_paths(ref, self._scope_paths(), self.params.get("folder"))
+                matches = [vm for vm in (self._find_by_path(path) for path in paths) if vm is not None]
+                if len(matches) == 1:
+                    return matches[0]
+                if len(matches) > 1:
+                    return self._ambiguous(ref, matches, "this name")
+        except (VmNotFound, ConnectionFailed, ProviderError) as error:
+            return error
+        return None
+
     def _resolve(self, refs):
         """``{ref: vim.VirtualMachine or SnapshotError}`` using index lookups, then one search."""
         resolved, by_name = {}, []
         lookup = self.params.get("vm_lookup") or "auto"
-        for ref in refs:
-            kind = classify_ref(ref)
-            try:
-                if kind == "moid":
-                    resolved[ref] = vim.VirtualMachine(str(ref).strip(), self.si._stub)  # pylint: disable=protected-access
-                    continue
-                if kind == "uuid":
-                    matches = self._find_by_uuid(ref)
-                    if len(matches) == 1:
-                        resolved[ref] = matches[0]
-                        continue
-                    if len(matches) > 1:
-                        resolved[ref] = self._ambiguous(ref, matches, "this BIOS UUID")
-                        continue
-                    # Not a UUID of any VM: it may still be a VM's name.
-                if lookup == "auto":
-                    paths = inventory_paths(ref, self._scope_paths(), self.params.get("folder"))
-                    matches = [vm for vm in (self._find_by_path(path) for path in paths) if vm is not None]
-                    if len(matches) == 1:
-                        resolved[ref] = matches[0]
-                        continue
-                    if len(matches) > 1:
-                        resolved[ref] = self._ambiguous(ref, matches, "this name")
-                        continue
+        if lookup == "auto" and any(classify_ref(ref) == "name" for ref in refs):
+            self._scope_paths()  # once, before the threads need it
+        workers = min(self.max_concurrency, len(refs))
+        if workers > 1:
+            # One round trip per index lookup: many VMs of a batch are looked up at once.
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                found = list(pool.map(lambda ref: self._index_lookup(ref, lookup), refs))
+        else:
+            found = [self._index_lookup(ref, lookup) for ref in refs]
+        for ref, value in zip(refs, found):
+            if value is None:
                 by_name.append(ref)
-            except (VmNotFound, ConnectionFailed, ProviderError) as error:
-                resolved[ref] = error
+            else:
+                resolved[ref] = value
         if by_name:
             try:
                 searched = self._search_names(by_name)
@@ -601,18 +618,21 @@ class VmwareBackend(SnapshotBackend):
                                  hint="Set 'datacenter'")
         return found
 
+    VM_STATE_PATHS = ("snapshot", "runtime.powerState", "runtime.consolidationNeeded")
+
+    def _apply_vm_state(self, vm, props):
+        vm.power_state = power_state(props.get("runtime.powerState"))
+        vm.extra["consolidation_needed"] = bool(props.get("runtime.consolidationNeeded"))
+        return props.get("snapshot")
+
     def list_snapshots(self, vm):
         info = vm.extra.pop("_snapshot_info", _UNSET)
         if info is _UNSET:
-            rows = self._sdk(lambda: self._properties([vm.handle], vim.VirtualMachine,
-                                                      ["snapshot", "runtime.powerState",
-                                                       "runtime.consolidationNeeded"]), vm=vm.name)
+            rows = self._sdk(lambda: self._properties([vm.handle], vim.VirtualMachine, self.VM_STATE_PATHS),
+                             vm=vm.name)
             if not rows:
                 raise VmNotFound("the VM no longer exists", vm=vm.name, provider=self.provider)
-            props = rows[0][1]
-            info = props.get("snapshot")
-            vm.power_state = power_state(props.get("runtime.powerState"))
-            vm.extra["consolidation_needed"] = bool(props.get("runtime.consolidationNeeded"))
+            info = self._apply_vm_state(vm, rows[0][1])
         return snapshots_from_info(info)
 
     # --- prechecks ----------------------------------------------------------------------------
@@ -641,22 +661,44 @@ class VmwareBackend(SnapshotBackend):
 
     # --- tasks --------------------------------------------------------------------------------
 
-    def _task_state(self, task):
-        rows = self._properties([task], vim.Task, ["info.state", "info.progress", "info.error", "info.result",
-                                                   "info.descriptionId"])
-        if not rows:
-            raise ProviderError("the vSphere task %s disappeared" % _moid(task), provider=self.provider)
-        return rows[0][1]
+    TASK_PATHS = ("info.state", "info.progress", "info.error", "info.result", "info.descriptionId")
 
-    def _wait(self, task, vm, timeout, snapshot=None):
-        """Wait for a vSphere task; return its result. A failed task raises its own fault text."""
+    def _task_state(self, task, vm=None):
+        """The task's info; with ``vm``, the VM's snapshot tree and power state read in the same query,
+        so a finished task's effect is known without another round trip."""
+        pc = vmodl.query.PropertyCollector
+        objects = [pc.ObjectSpec(obj=task, skip=False)]
+        props = [pc.PropertySpec(type=vim.Task, pathSet=list(self.TASK_PATHS))]
+        if vm is not None:
+            objects.append(pc.ObjectSpec(obj=vm.handle, skip=False))
+            props.append(pc.PropertySpec(type=vim.VirtualMachine, pathSet=list(self.VM_STATE_PATHS)))
+        rows = self._retrieve(pc.FilterSpec(objectSet=objects, propSet=props))
+        info = next((p for obj, p in rows if isinstance(obj, vim.Task)), None)
+        if info is None:
+            raise ProviderError("the vSphere task %s disappeared" % _moid(task), provider=self.provider)
+        if vm is not None:
+            state = next((p for obj, p in rows if isinstance(obj, vim.VirtualMachine)), None)
+            if state is not None:
+                # Valid after a success only; before, the next list_snapshots reads afresh anyway.
+                vm.extra["_task_vm_state"] = state
+        return info
+
+    def _wait(self, task, vm, timeout, snapshot=None, read_vm=False):
+        """Wait for a vSphere task; return its result. A failed task raises its own fault text.
+
+        With ``read_vm``, the VM's snapshot tree as the finished task left it is kept for the next
+        ``list_snapshots``."""
         label = {"id": _moid(task), "name": None}
 
         def check():
-            info = self._sdk(lambda: self._task_state(task), vm=vm.name, snapshot=snapshot)
+            info = self._sdk(lambda: self._task_state(task, vm if read_vm else None), vm=vm.name,
+                             snapshot=snapshot)
             label["name"] = info.get("info.descriptionId") or label["name"]
             state = str(info.get("info.state"))
             if state == "success":
+                after = vm.extra.pop("_task_vm_state", None)
+                if read_vm and after is not None:
+                    vm.extra["_snapshot_info"] = self._apply_vm_state(vm, after)
                 return True, info.get("info.result")
             if state == "error":
                 fault = info.get("info.error")
@@ -674,9 +716,9 @@ class VmwareBackend(SnapshotBackend):
                           % (_moid(task), label["name"] or "unknown"))
             raise
 
-    def _run_task(self, start, vm, timeout, snapshot=None):
+    def _run_task(self, start, vm, timeout, snapshot=None, read_vm=False):
         task = self._sdk(start, vm=vm.name, snapshot=snapshot)
-        return self._wait(task, vm, timeout, snapshot)
+        return self._wait(task, vm, timeout, snapshot, read_vm=read_vm)
 
     # --- actions ------------------------------------------------------------------------------
 
@@ -684,8 +726,14 @@ class VmwareBackend(SnapshotBackend):
         result = self._run_task(
             lambda: vm.handle.CreateSnapshot_Task(name=request.name, description=request.full_description,
                                                   memory=bool(request.memory), quiesce=bool(request.quiesce)),
-            vm, request.timeout, request.name)
-        snapshots = self.list_snapshots(vm)
+            vm, request.timeout, request.name, read_vm=True)
+        info = vm.extra.pop("_snapshot_info", _UNSET)
+        if info is not _UNSET:
+            # The tree read with the finished task; the engine's next listing gets it too.
+            vm.extra["_snapshot_info"] = info
+            snapshots = snapshots_from_info(info)
+        else:
+            snapshots = self.list_snapshots(vm)
         created_id = _moid(result) if result is not None else None
         match = [s for s in snapshots if s.id == created_id] or [s for s in snapshots if s.current]
         if not match:

@@ -271,7 +271,7 @@ def waiting_backend(states):
     """A backend whose task reports the given info dicts in turn (the last one repeats)."""
     backend = make_backend()
     seq = list(states)
-    backend._task_state = lambda task: seq.pop(0) if len(seq) > 1 else seq[0]  # pylint: disable=protected-access
+    backend._task_state = lambda task, vm=None: seq.pop(0) if len(seq) > 1 else seq[0]  # pylint: disable=protected-access
     return backend
 
 
@@ -323,7 +323,7 @@ class Recorder(object):
 def acting_backend(power_after_revert, consolidation=False, params=None):
     log = []
     backend = make_backend(params)
-    backend._wait = lambda task, vm, timeout, snapshot=None: log.append(("wait", task))  # pylint: disable=protected-access
+    backend._wait = lambda task, vm, timeout, snapshot=None, read_vm=False: log.append(("wait", task))  # pylint: disable=protected-access
     props = {"runtime.powerState": power_after_revert, "runtime.consolidationNeeded": consolidation}
     backend._properties = lambda objs, kind, paths: [(None, {p: props[p] for p in paths})]  # pylint: disable=protected-access
     vm = VmRecord(name="web01", id="vm-1", power_state="running", handle=Recorder(log))
@@ -429,3 +429,24 @@ def test_connection_spec_has_community_vmware_fallbacks_and_no_log():
         "hostname": "VMWARE_HOST", "username": "VMWARE_USER", "password": "VMWARE_PASSWORD",
         "port": "VMWARE_PORT", "validate_certs": "VMWARE_VALIDATE_CERTS"}
     assert spec["validate_certs"]["default"] is True
+
+
+def test_create_reads_the_tree_with_the_finished_task_and_serves_it_once_more():
+    """CreateSnapshot_Task, then one query for the task and the VM together; the engine's next
+    list_snapshots costs nothing."""
+    backend = make_backend()
+    log = []
+    vm = VmRecord(name="web01", id="vm-1", power_state="running", handle=Recorder(log))
+    created = tree()
+
+    def task_state(task, vm_arg=None):
+        log.append(("query", vm_arg is not None))
+        vm_arg.extra["_task_vm_state"] = {"snapshot": created, "runtime.powerState": "poweredOn"}
+        return {"info.state": "success", "info.result": SimpleNamespace(_moId="snapshot-3")}
+
+    backend._task_state = task_state  # pylint: disable=protected-access
+    backend._properties = lambda *a: pytest.fail("extra round trip")  # pylint: disable=protected-access
+    snap = backend.create(vm, request(name="b"))
+    assert snap.id == "snapshot-3" and snap.current
+    assert [c[0] for c in log] == ["CreateSnapshot_Task", "query"] and log[1] == ("query", True)
+    assert len(backend.list_snapshots(vm)) == 4
