@@ -9,7 +9,7 @@
 #   SKIP_SANITY=1 ...            skip the slow static stages while iterating
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-cd "$repo"
+cd "$repo" || exit 1
 export PRECHANGE_CACHE=${PRECHANGE_CACHE:-$HOME/.cache/prechange-snapshots}
 venv=${PRECHANGE_VENV:-$repo/.venv}
 failed=()
@@ -28,9 +28,12 @@ fi
 step "System packages"
 export DEBIAN_FRONTEND=noninteractive
 pkgs="python3 python3-venv python3-dev gcc pkg-config libvirt-dev git make"
-missing=$(for p in $pkgs; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"; done)
-if [ -n "$missing" ]; then
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing >/dev/null || exit 1
+missing=()
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || exit 1
 fi
 bash tests/backends/libvirtd/setup.sh || exit 1
 bash tests/backends/vcsim/build.sh || exit 1
@@ -38,7 +41,7 @@ bash tests/backends/vcsim/build.sh || exit 1
 step "Python virtualenv ($venv)"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv" || exit 1
 stamp="$venv/.requirements.sha"
-want=$(cat tests/requirements.txt | sha256sum | cut -d' ' -f1)
+want=$(sha256sum < tests/requirements.txt | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$venv/bin/pip" install -q --upgrade pip >/dev/null && \
   "$venv/bin/pip" install -q -r tests/requirements.txt || exit 1

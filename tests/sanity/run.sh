@@ -15,13 +15,13 @@ print(match.group(1) if match else "24.2")
 PY
 )
 mkdir -p ~/.ansible/test/cache
-for v in $pip_version; do
-  cp "$repo/tests/sanity/get_pip_standin.py" ~/.ansible/test/cache/get_pip_${v//./_}.py
-done
+cp "$repo/tests/sanity/get_pip_standin.py" ~/.ansible/test/cache/"get_pip_${pip_version//./_}.py"
 
 rm -rf "$work" && mkdir -p "$work"
 # Only what git tracks (or would track): the copy is what a user would get.
 (cd "$repo" && git ls-files -co --exclude-standard -z) | (cd "$repo" && xargs -0 cp --parents -t "$work")
 cd "$work"
-git init -q . && git add -A >/dev/null 2>&1 || true
+# ansible-test lists the files to test from git.
+git init -q .
+git add -A >/dev/null 2>&1
 ansible-test sanity --venv --python "$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" "$@"
