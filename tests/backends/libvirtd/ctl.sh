@@ -92,11 +92,11 @@ start() {
 }
 
 stop_pidfile() { # stop_pidfile NAME PIDFILE
-    local name="$1" pidfile="$2" pid i
+    local name="$1" pidfile="$2" pid _
     alive "$pidfile" || { rm -f "$pidfile"; return 0; }
     pid="$(cat "$pidfile")"
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 100); do # up to 20 s for a clean shutdown
+    for _ in $(seq 1 100); do # up to 20 s for a clean shutdown
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.2
     done
