@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build (or reuse) the e2e guest image: a minimal Debian from debootstrap with
+# Build (or reuse) the e2e guest image: a minimal Debian (mmdebstrap, else
+# debootstrap; variant minbase) with
 # openssh-server and python3, a Debian kernel booted directly (vmlinuz + a tiny
 # busybox initrd), an ext4 root on a qcow2 disk, and the harness's SSH key in
 # root's authorized_keys.
@@ -69,13 +70,15 @@ fi
 
 t0=$(date +%s.%N)
 missing=()
-command -v debootstrap >/dev/null || missing+=(debootstrap)
+# mmdebstrap is preferred (faster); debootstrap is the fallback if it cannot be installed.
+command -v mmdebstrap >/dev/null || command -v debootstrap >/dev/null || missing+=(mmdebstrap)
 command -v mkfs.ext4 >/dev/null || missing+=(e2fsprogs)
 command -v qemu-img >/dev/null || missing+=(qemu-utils)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   apt-get install -y --no-install-recommends "${missing[@]}" >&2 ||
-    { apt-get update >&2 && apt-get install -y --no-install-recommends "${missing[@]}" >&2; }
+    { apt-get update >&2 && apt-get install -y --no-install-recommends "${missing[@]}" >&2; } ||
+    apt-get install -y --no-install-recommends debootstrap >&2
 fi
 
 WORK=$(mktemp -d "$CACHE/image/.work.XXXXXX")
@@ -96,7 +99,17 @@ kdeb=$(ls "$CACHE/debs/host/${kpkg}"_*.deb 2>/dev/null | head -1 || true)
 bdeb=$(ls "$CACHE/debs/host/busybox-static"_*.deb 2>/dev/null | head -1 || true)
 [ -n "$bdeb" ] || bdeb=$(fetch_deb busybox-static)
 mkdir -p "$WORK/kernel" "$WORK/busybox"
-dpkg-deb -x "$kdeb" "$WORK/kernel"
+# Only the kernel and the module trees that hold what MODULES needs (and their
+# dependencies): the whole package is ~400 MB unpacked.
+dpkg-deb --fsys-tarfile "$kdeb" | tar -x -C "$WORK/kernel" --wildcards './boot/vmlinuz-*' \
+  './lib/modules/*/kernel/drivers/virtio' './lib/modules/*/kernel/drivers/block' \
+  './lib/modules/*/kernel/drivers/net' './lib/modules/*/kernel/drivers/char' \
+  './lib/modules/*/kernel/fs' './lib/modules/*/kernel/lib' './lib/modules/*/kernel/crypto' \
+  './lib/modules/*/kernel/net/core'
+for m in $MODULES; do
+  [ -n "$(find "$WORK/kernel/lib/modules" -name "$m.ko" -o -name "${m//_/-}.ko" | head -1)" ] ||
+    { echo "module $m not found in $kdeb" >&2; exit 1; }
+done
 dpkg-deb -x "$bdeb" "$WORK/busybox"
 kver=${kpkg#linux-image-}
 cp "$WORK/kernel/boot/vmlinuz-$kver" "$WORK/vmlinuz"
@@ -118,11 +131,25 @@ done < "$WORK/modlist"
 (cd "$I" && find . | "$I/bin/busybox" cpio -o -H newc 2>/dev/null | gzip -1) > "$WORK/initrd.img"
 
 # --- root filesystem ---
-log "debootstrap $SUITE ($INIT): $PKGS"
 R="$WORK/root"
-debootstrap --variant=minbase --cache-dir="$CACHE/debs/debootstrap" \
-  --include="$PKGS" "$SUITE" "$R" "$MIRROR" > "$WORK/debootstrap.log" 2>&1 ||
-  { tail -30 "$WORK/debootstrap.log" >&2; exit 1; }
+if command -v mmdebstrap >/dev/null; then
+  # mmdebstrap: same minbase result as debootstrap for ~40% of its CPU time
+  # (measured: 15 s vs 37 s user CPU; wall 115 s vs 192 s on a loaded host).
+  # The .deb cache is synced in and out with its documented hooks.
+  log "mmdebstrap $SUITE ($INIT): $PKGS"
+  mkdir -p "$CACHE/debs/mmdebstrap"
+  mmdebstrap --variant=minbase --include="$PKGS" \
+    --setup-hook='mkdir -p "$1"/var/cache/apt/archives/' \
+    --setup-hook="sync-in $CACHE/debs/mmdebstrap /var/cache/apt/archives/" \
+    --customize-hook="sync-out /var/cache/apt/archives $CACHE/debs/mmdebstrap" \
+    "$SUITE" "$R" "$MIRROR" > "$WORK/bootstrap.log" 2>&1 ||
+    { tail -30 "$WORK/bootstrap.log" >&2; exit 1; }
+else
+  log "debootstrap $SUITE ($INIT): $PKGS"
+  debootstrap --variant=minbase --cache-dir="$CACHE/debs/debootstrap" \
+    --include="$PKGS" "$SUITE" "$R" "$MIRROR" > "$WORK/bootstrap.log" 2>&1 ||
+    { tail -30 "$WORK/bootstrap.log" >&2; exit 1; }
+fi
 
 log "configure"
 cp -a "$HERE/rootfs/." "$R/"
@@ -151,7 +178,7 @@ printf 'path-exclude=/usr/share/doc/*\npath-exclude=/usr/share/man/*\npath-exclu
   > "$R/etc/dpkg/dpkg.cfg.d/01-prechange-e2e-nodoc"
 
 log "disk"
-mkfs.ext4 -q -F -L pc-e2e-root -d "$R" "$WORK/disk.raw" "$DISK_SIZE"
+mkfs.ext4 -q -F -L pc-e2e-root -d "$R" "$WORK/disk.raw" "$DISK_SIZE" >&2
 qemu-img convert -f raw -O qcow2 "$WORK/disk.raw" "$WORK/base.qcow2"
 rm -f "$WORK/disk.raw"
 # The base image is only ever used as a read-only backing file.
