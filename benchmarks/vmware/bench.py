@@ -222,7 +222,7 @@ class Bench(object):
         return elapsed
 
     def measure(self, key, info):
-        times = [self.run_one(key, info) for _ in range(self.args.repeat)]
+        times = [self.run_one(key, info) for dummy in range(self.args.repeat)]
         value = statistics.median(times)
         print("  %-42s %7.2f s  %s" % (TOOLS[key], value, " ".join("%.2f" % t for t in times)), flush=True)
         return value
@@ -231,8 +231,8 @@ class Bench(object):
 def start_sim(binary, vms):
     sim = Vcsim(vms=vms, binary=binary, password=PASSWORD)
     info = sim.start()
-    print("vcsim with %d VMs up in %.1f s (%s:%s)" % (info["vms"], info["start_seconds"], info["hostname"],
-                                                     info["port"]), flush=True)
+    print("vcsim with %d VMs up in %.1f s (%s:%s)"
+          % (info["vms"], info["start_seconds"], info["hostname"], info["port"]), flush=True)
     return sim, info
 
 
@@ -252,12 +252,12 @@ def table(results, args):
             "%.1f" % (value / at["e"]) if "e" in at else "-"))
     sizes = sorted(int(s) for s in results)
     lines += ["", "| tool | " + " | ".join("%d VMs (s)" % s for s in sizes) + " | %d→%d |" % (sizes[0], sizes[-1]),
-              "| --- | " + " | ".join("---:" for _ in sizes) + " | ---: |"]
+              "| --- | " + " | ".join("---:" for dummy in sizes) + " | ---: |"]
     for key in "abc":
         row = [results[str(s)].get(key) for s in sizes]
         growth = "%+.0f%%" % (100.0 * (row[-1] / row[0] - 1)) if row[0] and row[-1] else "-"
-        lines.append("| (%s) %s | %s | %s |" % (key, TOOLS[key], " | ".join("%.2f" % v if v else "-" for v in row),
-                                               growth))
+        cells = " | ".join("%.2f" % v if v else "-" for v in row)
+        lines.append("| (%s) %s | %s | %s |" % (key, TOOLS[key], cells, growth))
     return "\n".join(lines)
 
 

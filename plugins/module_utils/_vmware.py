@@ -443,7 +443,7 @@ class VmwareBackend(SnapshotBackend):
         root_id = _moid(self.content.rootFolder)
         node = obj
         try:
-            for _ in range(64):
+            for dummy in range(64):
                 if node is None or _moid(node) == root_id:
                     break
                 parts.insert(0, node.name)
@@ -655,7 +655,7 @@ class VmwareBackend(SnapshotBackend):
             self.warn("VM '%s' already needs disk consolidation; consolidate it before relying on new snapshots"
                       % vm.name)
 
-    def check_revert(self, vm, snapshot, snapshots, power_state_after):
+    def check_revert(self, vm, snapshot, snapshots, power_state):  # pylint: disable=redefined-outer-name
         if vm.extra.get("template"):
             raise PrecheckFailed("the VM is a template", hint="Nothing was changed")
 
@@ -760,13 +760,14 @@ class VmwareBackend(SnapshotBackend):
                       "vSphere, or set consolidate: true" % (vm.name, snapshot.name))
             return
         try:
-            self._run_task(lambda: vm.handle.ConsolidateVMDisks_Task(), vm, timeout, snapshot.name)
+            self._run_task(vm.handle.ConsolidateVMDisks_Task, vm, timeout, snapshot.name)
         except ProviderError as error:
             error.reason = "the snapshot was deleted but consolidating the disks failed: %s" % error.reason
             raise
         vm.extra["consolidation_needed"] = False
 
-    def revert(self, vm, snapshot, power_state_after, timeout):
+    def revert(self, vm, snapshot, power_state, timeout):  # pylint: disable=redefined-outer-name
+        power_state_after = power_state
         # With 'stopped', never let the revert itself power the VM on.
         suppress = power_state_after == "stopped"
         self._run_task(lambda: snapshot.handle.RevertToSnapshot_Task(suppressPowerOn=suppress),
@@ -777,14 +778,14 @@ class VmwareBackend(SnapshotBackend):
                          vm=vm.name, snapshot=snapshot.name)
         state = str(rows[0][1].get("runtime.powerState")) if rows else "unknown"
         if power_state_after == "running" and state != "poweredOn":
-            self._run_task(lambda: vm.handle.PowerOnVM_Task(), vm, timeout, snapshot.name)
+            self._run_task(vm.handle.PowerOnVM_Task, vm, timeout, snapshot.name)
         elif power_state_after == "stopped" and state != "poweredOff":
-            self._run_task(lambda: vm.handle.PowerOffVM_Task(), vm, timeout, snapshot.name)
+            self._run_task(vm.handle.PowerOffVM_Task, vm, timeout, snapshot.name)
         elif power_state_after == "paused" and state != "suspended":
             # vSphere has no paused state; suspended is the one that keeps memory without running.
             if state == "poweredOff":
-                self._run_task(lambda: vm.handle.PowerOnVM_Task(), vm, timeout, snapshot.name)
-            self._run_task(lambda: vm.handle.SuspendVM_Task(), vm, timeout, snapshot.name)
+                self._run_task(vm.handle.PowerOnVM_Task, vm, timeout, snapshot.name)
+            self._run_task(vm.handle.SuspendVM_Task, vm, timeout, snapshot.name)
 
     def update(self, vm, snapshot, new_name=None, description=None, timeout=None):
         if description == "" and snapshot.raw_description:

@@ -24,7 +24,7 @@ description:
     achieved, with a warning when it was not, or a failure with O(strict).
   - Every snapshot it creates carries the collection's ownership marker in its description.
 author:
-  - prechange.snapshots contributors
+  - prechange.snapshots contributors (@prechange)
 options:
   consolidate:
     description:

@@ -16,7 +16,7 @@ description:
     and the collection's ownership marker when it carries one. Filters select by name pattern, age,
     ownership and run id; each VM also reports its snapshot count, longest chain and oldest snapshot's age.
 author:
-  - prechange.snapshots contributors
+  - prechange.snapshots contributors (@prechange)
 options:
   cluster:
     description:

@@ -21,7 +21,7 @@ pytest.importorskip("pyVmomi")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "backends", "vcsim"))
-from vcsim import vcsim  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import  (fixture)
+from vcsim import vcsim  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
 
 CONTROL_LIBRARY = os.path.join(HERE, "targets", "vmware_snapshot", "library")
 

@@ -79,7 +79,7 @@ log "building (GOPATH mode, offline)"
 start=$(date +%s.%N)
 (
     cd "$gopath/src/prechange.snapshots/vcsim"
-    GO111MODULE=off GOPROXY=off GOFLAGS= GOPATH="$gopath:/usr/share/gocode" \
+    GO111MODULE=off GOPROXY=off GOFLAGS="" GOPATH="$gopath:/usr/share/gocode" \
         GOCACHE="${GOCACHE:-$cache/go-build}" \
         go build -ldflags="-s -w" -o "$bin.tmp" .
 )

@@ -90,8 +90,8 @@ def test_power_state_names():
 
 def test_fault_text_prefers_vsphere_text():
     assert fault_text(SimpleNamespace(msg="Insufficient disk space")) == "Insufficient disk space"
-    assert fault_text(SimpleNamespace(msg=None, faultMessage=[SimpleNamespace(message="a"),
-                                                               SimpleNamespace(message="b")])) == "a; b"
+    messages = [SimpleNamespace(message="a"), SimpleNamespace(message="b")]
+    assert fault_text(SimpleNamespace(msg=None, faultMessage=messages)) == "a; b"
 
     class Bare(Exception):
         pass
