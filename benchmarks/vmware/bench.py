@@ -11,6 +11,7 @@ snapshotting the same 50 VMs with:
   (d) vmware.vmware.vm_snapshot, one task per host
   (e) a direct pyvmomi script (FindByInventoryPath + CreateSnapshot_Task, one session): the floor
   (f) ansible.builtin.ping, one task per host: Ansible's own per-task floor
+  (g) one no-op task on one host: the fixed cost of an ansible-playbook run, which batch mode pays
 
 then repeats (a), (b), (c) on fresh simulators holding 1000, 5000 and 10000 VMs. Each figure is the
 wall time of the whole command (ansible-playbook, or the script), the median of ``--repeat`` runs.
@@ -46,6 +47,7 @@ TOOLS = {
     "d": "vmware.vmware.vm_snapshot",
     "e": "pyvmomi script (floor)",
     "f": "ansible.builtin.ping (floor)",
+    "g": "one no-op task, one host (floor of b)",
 }
 
 PLAYS = {
@@ -121,6 +123,13 @@ PLAYS = {
   gather_facts: false
   tasks:
     - ansible.builtin.ping:
+""",
+    "g": """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - ansible.builtin.debug:
+        msg: nothing
 """,
 }
 
@@ -214,7 +223,7 @@ class Bench(object):
         elapsed = time.monotonic() - start
         if proc.returncode != 0:
             raise RuntimeError("%s failed (rc=%s):\n%s" % (TOOLS[key], proc.returncode, proc.stdout[-6000:]))
-        if key != "f":
+        if key not in "fg":
             check = subprocess.run([sys.executable, str(self.workdir / "check.py")] + conn + self.hosts,
                                    env=self.env, stdout=subprocess.PIPE, text=True, check=True)
             if check.stdout.strip():
@@ -241,7 +250,7 @@ def table(results, args):
     at = results[main]
     lines = ["| tool | %s VMs (s) | vs vmware.vmware | vs ping floor | vs pyvmomi floor |" % main,
              "| --- | ---: | ---: | ---: | ---: |"]
-    for key in "abcdef":
+    for key in "abcdefg":
         if key not in at:
             continue
         value = at[key]
@@ -255,6 +264,8 @@ def table(results, args):
               "| --- | " + " | ".join("---:" for dummy in sizes) + " | ---: |"]
     for key in "abc":
         row = [results[str(s)].get(key) for s in sizes]
+        if not any(row):
+            continue
         growth = "%+.0f%%" % (100.0 * (row[-1] / row[0] - 1)) if row[0] and row[-1] else "-"
         cells = " | ".join("%.2f" % v if v else "-" for v in row)
         lines.append("| (%s) %s | %s | %s |" % (key, TOOLS[key], cells, growth))
@@ -268,9 +279,9 @@ def plot(results, args, path):
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
     at = results[str(args.size)]
-    keys = [k for k in "abcdef" if k in at]
+    keys = [k for k in "abcdefg" if k in at]
     left.barh(["(%s) %s" % (k, TOOLS[k]) for k in keys], [at[k] for k in keys],
-              color=["#2b8a3e" if k in "ab" else "#868e96" if k in "ef" else "#c92a2a" for k in keys])
+              color=["#2b8a3e" if k in "ab" else "#868e96" if k in "efg" else "#c92a2a" for k in keys])
     left.invert_yaxis()
     left.set_xlabel("seconds to snapshot %d VMs (wall time)" % args.hosts)
     left.set_title("%d VMs in the inventory, forks %d" % (args.size, args.forks))
@@ -299,7 +310,7 @@ def main(argv=None):
     ap.add_argument("--hosts", type=int, default=50, help="VMs to snapshot")
     ap.add_argument("--forks", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=1, help="runs per figure (median)")
-    ap.add_argument("--tools", default="fabcde", help="which of a-f to run at --size")
+    ap.add_argument("--tools", default="gfabcde", help="which of a-g to run at --size")
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args(argv)
 
