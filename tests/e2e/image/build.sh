@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build (or reuse) the e2e guest image: a minimal Debian (mmdebstrap, else
 # debootstrap; variant minbase) with
-# openssh-server and python3, a Debian kernel booted directly (vmlinuz + a tiny
+# openssh-server, python3 and python3-apt (for Ansible's apt module), a Debian kernel booted directly (vmlinuz + a tiny
 # busybox initrd), an ext4 root on a qcow2 disk, and the harness's SSH key in
 # root's authorized_keys.
 #
@@ -33,8 +33,8 @@ CMDLINE="console=ttyS0 root=/dev/vda rw quiet net.ifnames=0 tsc=reliable"
 log() { echo "[image $(date +%T)] $*" >&2; }
 
 case "$INIT" in
-  sysvinit) PKGS=openssh-server,python3,iproute2,sysvinit-core ;;
-  systemd) PKGS=openssh-server,python3,iproute2,systemd-sysv,udev ;;
+  sysvinit) PKGS=openssh-server,python3,python3-apt,iproute2,sysvinit-core ;;
+  systemd) PKGS=openssh-server,python3,python3-apt,iproute2,systemd-sysv,udev ;;
   *) echo "PRECHANGE_E2E_INIT must be sysvinit or systemd" >&2; exit 2 ;;
 esac
 
