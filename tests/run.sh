@@ -6,7 +6,7 @@
 #
 #   bash tests/run.sh            everything
 #   bash tests/run.sh -k libvirt extra pytest arguments narrow the pytest stage
-#   SKIP_SANITY=1 ...            skip the slow static stages while iterating
+#   SKIP_MOLECULE=1 SKIP_SANITY=1 ...   skip the workflow scenarios / the static stages while iterating
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo" || exit 1
@@ -56,6 +56,13 @@ step "pytest: unit, provider and integration tests on the real backends"
 bash tests/backends/libvirtd/ctl.sh start || exit 1
 python -m pytest "$@"
 record pytest $?
+
+if [ -z "${SKIP_MOLECULE:-}" ]; then
+  step "molecule: the maintenance workflow on every provider (extensions/molecule)"
+  # One scenario after another: each starts its own backend and the machine has 2 cores.
+  molecule test --all
+  record molecule $?
+fi
 
 if [ -z "${SKIP_SANITY:-}" ]; then
   step "ansible-test sanity"
