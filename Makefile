@@ -1,11 +1,16 @@
 # Common commands. Everything real lives in the scripts these call.
-.PHONY: test unit sanity lint demo clean build
+.PHONY: test unit molecule sanity lint demo clean build
 
 test:            ## Everything, as CI runs it (installs what it needs; run as root)
 	bash tests/run.sh
 
 unit:            ## Engine and provider unit tests only (fast, no daemons)
 	.venv/bin/python -m pytest tests/unit
+
+molecule:        ## The workflow scenarios on every provider (libvirt needs root)
+	mkdir -p build/collections/ansible_collections/prechange
+	ln -sfn $(CURDIR) build/collections/ansible_collections/prechange/snapshots
+	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/build/collections PATH=$(CURDIR)/.venv/bin:$$PATH molecule test --all
 
 sanity:          ## ansible-test sanity on a copy laid out as ansible_collections/prechange/snapshots
 	PYTHON=.venv/bin/python bash tests/sanity/run.sh
