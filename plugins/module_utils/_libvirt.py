@@ -100,13 +100,14 @@ class DomainLayout(object):
                 "target": target.get("dev") if target is not None else "?",
                 "format": driver.get("type") if driver is not None else None,
                 "source": (source.get("file") or source.get("dev") or source.get("name")) if source is not None else None,
-                # A backing store with a source means the disk is an overlay (an external snapshot).
-                "overlay": disk.find("./backingStore/source") is not None,
             })
         loader = root.find("./os/loader")
         self.pflash = loader is not None and loader.get("type") == "pflash"
         self.guest_agent = any(
             target.get("name") == GUEST_AGENT_CHANNEL for target in root.findall("./devices/channel/target"))
+
+    def sources(self):
+        return {d["target"]: d["source"] for d in self.disks}
 
 
 def parse_snapshot_xml(xml, current):
@@ -122,12 +123,16 @@ def parse_snapshot_xml(xml, current):
     external = memory_mode == "external" or "external" in disk_modes
     has_memory = memory_mode in ("internal", "external") or (memory_mode is None and state in ("running", "paused"))
     power = {"running": "running", "paused": "paused", "shutoff": "stopped", "disk-snapshot": None}.get(state, state)
+    domain = root.find("domain")
+    # Where each disk's data lived when the snapshot was taken; an internal snapshot is inside that file.
+    disk_sources = DomainLayout(ET.tostring(domain, encoding="unicode")).sources() if domain is not None else {}
     return Snapshot(
         name=name, id=name, description=user_text,
         created=datetime.fromtimestamp(int(created), tz=timezone.utc) if created else None,
         parent=root.findtext("./parent/name"), current=current, memory=has_memory, quiesced=None,
         owner=owner, power_state=power,
         extra={"location": "external" if external else "internal", "libvirt_state": state},
+        handle={"disk_sources": disk_sources},
     )
 
 
@@ -249,12 +254,12 @@ class LibvirtBackend(SnapshotBackend):
                 raise PrecheckFailed(
                     "QEMU cannot take a disk-only internal snapshot of a running VM",
                     hint="Set memory: true, use location: external, or shut the VM down; nothing was changed")
-            overlays = [d for d in layout.disks if d["overlay"]]
-            if "external" in locations or overlays:
+            # A qcow2 disk with a backing file (a VM made from a base image) is fine; what breaks is
+            # a tree in which external snapshots already moved the disks to overlays.
+            if "external" in locations:
                 raise PrecheckFailed(
-                    "the VM already has external snapshots (disk %s is an overlay); mixing internal and "
-                    "external snapshots leaves snapshots that can be neither deleted nor reverted"
-                    % (overlays[0]["target"] if overlays else "?"),
+                    "the VM already has external snapshots; mixing internal and external snapshots leaves "
+                    "snapshots that can be neither deleted nor reverted",
                     hint="Keep using location: external for this VM, or remove its external snapshots first")
         else:
             if request.memory:
@@ -294,14 +299,25 @@ class LibvirtBackend(SnapshotBackend):
                 "in such a tree",
                 hint="Clean this VM's snapshots up by hand with virsh; nothing was changed")
         if snapshot.extra.get("location") == "internal":
-            overlays = [d for d in self._layout(vm).disks if d["overlay"]]
-            if overlays:
+            self._check_disks_unmoved(vm, snapshot, "deleted")
+
+    def _check_disks_unmoved(self, vm, snapshot, what):
+        """An internal snapshot lives inside the disk file it was taken on; once the disk moved
+        to another file (an overlay made by an external snapshot or a block job), libvirt can no
+        longer reach it, and the attempt fails half way."""
+        recorded = (snapshot.handle or {}).get("disk_sources") or {}
+        current = self._layout(vm).sources()
+        for target, source in sorted(recorded.items()):
+            if target in current and source and current[target] and current[target] != source:
                 raise PrecheckFailed(
-                    "disk %s now runs on an overlay, so the internal snapshot can no longer be deleted"
-                    % overlays[0]["target"], hint="Commit or remove the overlay first; nothing was changed")
+                    "disk %s now runs on %s, but the internal snapshot is inside %s, so it can no longer be %s"
+                    % (target, current[target], source, what),
+                    hint="Commit or remove the overlay first (virsh blockcommit); nothing was changed")
 
     def check_revert(self, vm, snapshot, snapshots, power_state):
         self._check_no_job(vm)
+        if snapshot.extra.get("location") == "internal":
+            self._check_disks_unmoved(vm, snapshot, "reverted to")
         if snapshot.extra.get("location") == "external" and self.version < EXTERNAL_REVERT_VERSION:
             raise PrecheckFailed(
                 "libvirt %s cannot revert to an external snapshot (that arrives in 9.9)"

@@ -19,6 +19,7 @@ def test_libvirt_snapshot_target(libvirtd, libvirt_guest):
         "vm_raw": libvirt_guest("raw", start=True),
         "vm_agent": libvirt_guest("agent", start=True),
         "vm_uefi": libvirt_guest("uefi", start=False),
+        "vm_backing": libvirt_guest("backing", start=True),
         "vm_counter": libvirt_guest("counter", start=True),
     }
     variables = {key: guest.name for key, guest in guests.items()}

@@ -49,7 +49,7 @@ CACHE = os.environ.get("PRECHANGE_CACHE") or os.path.join(
     os.path.expanduser("~"), ".cache", "prechange-snapshots"
 )
 PREFIX = "pcstest-"
-KINDS = ("blank", "raw", "agent", "uefi", "counter")
+KINDS = ("blank", "raw", "agent", "uefi", "counter", "backing")
 META_NS = "https://github.com/prechange/snapshots/test-guest"
 META_KEY = "pcstest"
 OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
@@ -337,7 +337,13 @@ def create(kind: str, name: str, start: bool = False, uri: str | None = None) ->
         shutil.rmtree(gdir, ignore_errors=True)  # leftovers of an earlier run with this name
         os.makedirs(gdir)
         disk = os.path.join(gdir, "disk.raw" if kind == "raw" else "disk.qcow2")
-        _run(["qemu-img", "create", "-q", "-f", "raw" if kind == "raw" else "qcow2", disk, "1G"])
+        if kind == "backing":
+            # A VM made from a base image: its qcow2 disk has a backing file, with no snapshot involved.
+            base = os.path.join(gdir, "base.qcow2")
+            _run(["qemu-img", "create", "-q", "-f", "qcow2", base, "1G"])
+            _run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", disk])
+        else:
+            _run(["qemu-img", "create", "-q", "-f", "raw" if kind == "raw" else "qcow2", disk, "1G"])
         dom = conn.defineXML(_domain_xml(kind, name, gdir, disk))
         if start:
             dom.create()

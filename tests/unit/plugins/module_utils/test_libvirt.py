@@ -228,3 +228,18 @@ def test_running_job_refuses_before_any_change(backend):
         ensure(backend, vm, present("pre"), check_mode=False)
     assert "another job is running on the VM (job unbounded, operation 7, 1500 ms elapsed)" in str(info.value)
     assert real.listAllSnapshots(0) == []
+
+
+@pytest.mark.parametrize("state,what", [("reverted", "reverted to"), ("absent", "deleted")])
+def test_internal_snapshot_behind_a_moved_disk_is_refused(backend, state, what):
+    vm = backend.find_vm("moved")
+    with pytest.raises(PrecheckFailed) as info:
+        ensure(backend, vm, SnapshotParams(state=state, name="before-move"), check_mode=False)
+    assert ("disk vda now runs on /var/lib/libvirt/images/moved.overlay.qcow2, but the internal snapshot is "
+            "inside /var/lib/libvirt/images/moved.qcow2, so it can no longer be %s" % what) in str(info.value)
+    assert snapshot_names(backend, "moved") == ["before-move"]
+
+
+def test_disk_sources_recorded_per_snapshot(backend):
+    snap = backend.list_snapshots(backend.find_vm("tree"))[0]
+    assert snap.handle["disk_sources"] == {"vda": "/var/lib/libvirt/images/tree.qcow2"}
