@@ -6,7 +6,8 @@
 #
 #   bash tests/run.sh            everything
 #   bash tests/run.sh -k libvirt extra pytest arguments narrow the pytest stage
-#   SKIP_MOLECULE=1 SKIP_SANITY=1 ...   skip the workflow scenarios / the static stages while iterating
+#   SKIP_MOLECULE=1 SKIP_E2E=1 SKIP_SANITY=1 ...   skip the workflow scenarios / the real-guest
+#                                                  scenarios / the static stages while iterating
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo" || exit 1
@@ -62,6 +63,12 @@ if [ -z "${SKIP_MOLECULE:-}" ]; then
   # One scenario after another: each starts its own backend and the machine has 2 cores.
   molecule test --all
   record molecule $?
+fi
+
+if [ -z "${SKIP_E2E:-}" ]; then
+  step "e2e: the maintenance workflow on a real Debian guest under libvirt/QEMU (tests/e2e)"
+  python -m pytest tests/e2e
+  record e2e $?
 fi
 
 if [ -z "${SKIP_SANITY:-}" ]; then
