@@ -12,6 +12,8 @@ snapshotting the same 50 VMs with:
   (e) a direct pyvmomi script (FindByInventoryPath + CreateSnapshot_Task, one session): the floor
   (f) ansible.builtin.ping, one task per host: Ansible's own per-task floor
   (g) one no-op task on one host: the fixed cost of an ansible-playbook run, which batch mode pays
+  (A), (B) the provider's own work for (a) and (b), in-process without Ansible (is any growth with
+      the inventory ours, or the machine's?)
 
 then repeats (a), (b), (c) on fresh simulators holding 1000, 5000 and 10000 VMs. Each figure is the
 wall time of the whole command (ansible-playbook, or the script), the median of ``--repeat`` runs.
@@ -48,6 +50,8 @@ TOOLS = {
     "e": "pyvmomi script (floor)",
     "f": "ansible.builtin.ping (floor)",
     "g": "one no-op task, one host (floor of b)",
+    "A": "provider only, per host (in-process, no Ansible)",
+    "B": "provider only, batch (in-process, no Ansible)",
 }
 
 PLAYS = {
@@ -210,6 +214,8 @@ class Bench(object):
         self.counter += 1
         snap = "bench-%s-%d" % (key, self.counter)
         conn = [info["hostname"], str(info["port"]), info["username"], info["password"], snap]
+        if key in "AB":
+            return provider_only(key, info, snap, self.hosts)
         if key == "e":
             cmd = [sys.executable, str(self.workdir / "floor.py")] + conn + self.hosts
         else:
@@ -237,6 +243,30 @@ class Bench(object):
         return value
 
 
+def provider_only(key, info, snap, hosts):
+    """The provider's own work without Ansible around it: (A) one session, lookup and snapshot per
+    VM in turn, as per-host mode does in each module process; (B) one ensure_many call."""
+    sys.path.insert(0, str(REPO / "build" / "collections"))
+    # pylint: disable=import-outside-toplevel
+    from ansible_collections.prechange.snapshots.plugins.module_utils import _vmware
+    from ansible_collections.prechange.snapshots.plugins.module_utils._snapshot import (
+        SnapshotParams, ensure, ensure_many)
+    params = dict(hostname=info["hostname"], port=info["port"], username=info["username"],
+                  password=info["password"], validate_certs=False, datacenter="DC0", state="present")
+    want = SnapshotParams(state="present", name=snap, memory=False, timeout=60)
+    start = time.monotonic()
+    if key == "A":
+        for host in hosts:
+            with _vmware.VmwareBackend(params) as backend:
+                ensure(backend, backend.find_vm(host), want, False)
+    else:
+        with _vmware.VmwareBackend(params) as backend:
+            failed = [r for r in ensure_many(backend, hosts, want, False, 16) if r.error]
+            if failed:
+                raise RuntimeError(failed[0].error.message)
+    return time.monotonic() - start
+
+
 def start_sim(binary, vms):
     sim = Vcsim(vms=vms, binary=binary, password=PASSWORD)
     info = sim.start()
@@ -250,7 +280,7 @@ def table(results, args):
     at = results[main]
     lines = ["| tool | %s VMs (s) | vs vmware.vmware | vs ping floor | vs pyvmomi floor |" % main,
              "| --- | ---: | ---: | ---: | ---: |"]
-    for key in "abcdefg":
+    for key in "abcdefgAB":
         if key not in at:
             continue
         value = at[key]
@@ -262,7 +292,7 @@ def table(results, args):
     sizes = sorted(int(s) for s in results)
     lines += ["", "| tool | " + " | ".join("%d VMs (s)" % s for s in sizes) + " | %d→%d |" % (sizes[0], sizes[-1]),
               "| --- | " + " | ".join("---:" for dummy in sizes) + " | ---: |"]
-    for key in "abc":
+    for key in "abcAB":
         row = [results[str(s)].get(key) for s in sizes]
         if not any(row):
             continue
@@ -288,7 +318,7 @@ def plot(results, args, path):
     for i, k in enumerate(keys):
         left.text(at[k], i, " %.1f s" % at[k], va="center")
     sizes = sorted(int(s) for s in results)
-    for key, style in (("a", "o-"), ("b", "s-"), ("c", "^-")):
+    for key, style in (("a", "o-"), ("b", "s-"), ("c", "^-"), ("A", "o:"), ("B", "s:")):
         xs = [s for s in sizes if key in results[str(s)]]
         right.plot(xs, [results[str(s)][key] for s in xs], style, label="(%s) %s" % (key, TOOLS[key]))
     right.set_xscale("log")
@@ -311,6 +341,7 @@ def main(argv=None):
     ap.add_argument("--forks", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=1, help="runs per figure (median)")
     ap.add_argument("--tools", default="gfabcde", help="which of a-g to run at --size")
+    ap.add_argument("--scale-tools", default="abcAB", help="which tools to repeat at --scale-sizes")
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args(argv)
 
@@ -323,13 +354,14 @@ def main(argv=None):
         bench = Bench(args, workdir)
         sim, info = start_sim(binary, args.size)
         try:
-            results[str(args.size)] = {key: bench.measure(key, info) for key in args.tools}
+            results[str(args.size)] = {key: bench.measure(key, info) for key in args.tools + "AB"}
         finally:
             sim.stop()
         for size in [int(s) for s in args.scale_sizes.split(",") if s]:
             sim, info = start_sim(binary, size)
             try:
-                results.setdefault(str(size), {}).update({key: bench.measure(key, info) for key in "abc"})
+                results.setdefault(str(size), {}).update({key: bench.measure(key, info)
+                                                          for key in args.scale_tools})
             finally:
                 sim.stop()
 
