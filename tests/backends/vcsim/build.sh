@@ -25,8 +25,8 @@ mkdir -p "$cache/bin"
 exec 9>"$cache/build.lock"
 flock 9   # parallel test workers build once
 
-# 1. Toolchain and source, from Debian.
-pkgs=(golang-go golang-github-vmware-govmomi-dev)
+# 1. Toolchain and source, from Debian (patch applies the fixes; not on every minimal image).
+pkgs=(golang-go golang-github-vmware-govmomi-dev patch)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -79,7 +79,8 @@ log "building (GOPATH mode, offline)"
 start=$(date +%s.%N)
 (
     cd "$gopath/src/prechange.snapshots/vcsim"
-    GO111MODULE=off GOPROXY=off GOFLAGS="" GOPATH="$gopath:/usr/share/gocode" \
+    # CGO_ENABLED=0: a static binary, and no C compiler needed.
+    CGO_ENABLED=0 GO111MODULE=off GOPROXY=off GOFLAGS="" GOPATH="$gopath:/usr/share/gocode" \
         GOCACHE="${GOCACHE:-$cache/go-build}" \
         go build -ldflags="-s -w" -o "$bin.tmp" .
 )
