@@ -13,7 +13,9 @@ to prechange-demo 1.0 without a reboot (`reset_demo`). The scenarios run in file
 good, breaking, half way, check mode.
 
 Outputs (run reports, the ansible-playbook logs, timings.json) go to $PRECHANGE_E2E_OUTPUT
-(default tests/output/e2e/).
+(default tests/output/e2e/). PRECHANGE_E2E_EXTRA_VARS (a JSON object) is merged into every run's
+extra vars, e.g. '{"patch_cache_valid_time": 3600}' or '{"revert_or_prune_action": "keep"}' to see
+the scenarios fail.
 """
 import glob
 import json
@@ -94,6 +96,7 @@ class Maintenance:
         shutil.rmtree(out, ignore_errors=True)
         os.makedirs(out)
         extra = dict(VERIFY_VARS, prechange_state_dir=self.state_dir)
+        extra.update(json.loads(os.environ.get("PRECHANGE_E2E_EXTRA_VARS") or "{}"))
         argv = ["ansible-playbook", "prechange.snapshots.maintenance", "-i", self.inventory,
                 "-e", json.dumps(extra)] + (["--check"] if check else [])
         env = dict(self.env, PRECHANGE_REPORT_DIR=out)
@@ -272,6 +275,7 @@ def test_3_change_failing_half_way_is_reverted(e2e_guest, maint, record_property
         # The change task failed (the package's postinst exits 1 after unpacking); verify never ran.
         assert host["change"]["failed"] is True, host["change"]
         assert host["change"]["error"].startswith("Patch | apt | Upgrade every package"), host["change"]
+        assert "Sub-process /usr/bin/dpkg returned an error code (1)" in host["change"]["error"], host["change"]
         assert host["verify"]["passed"] is None, host["verify"]
         assert "FAILED: Patch | apt | Upgrade every package" in run.markdown, run.markdown
         assert_reverted(h, run, base, "2.0-halfway")
