@@ -147,7 +147,7 @@ class LibvirtBackend(SnapshotBackend):
     def __init__(self, params, warn=None):
         super().__init__(params, warn)
         if libvirt is None:
-            raise ConnectionFailed("the libvirt-python library is not installed", action="connect to",
+            raise ConnectionFailed("the libvirt-python library is not installed",
                                    provider=self.provider, details={"exception": LIBVIRT_IMPORT_ERROR},
                                    hint="Install libvirt-python on the controller")
         self.uri = params.get("uri") or "qemu:///system"
@@ -157,7 +157,7 @@ class LibvirtBackend(SnapshotBackend):
             self.conn = libvirt.open(self.uri)
         except libvirt.libvirtError as error:
             raise ConnectionFailed("cannot connect to %s: %s" % (self.uri, error.get_error_message()),
-                                   action="connect to", provider=self.provider,
+                                   provider=self.provider,
                                    hint="Check 'uri' and that libvirtd is running")
         self.version = self.conn.getLibVersion()
 

@@ -299,7 +299,7 @@ class ProxmoxBackend(SnapshotBackend):
     def __init__(self, params, warn=None):
         super().__init__(params, warn)
         if ProxmoxAPI is None:
-            raise ConnectionFailed("the proxmoxer library is not installed", action="connect to",
+            raise ConnectionFailed("the proxmoxer library is not installed",
                                    provider=self.provider, details={"exception": PROXMOXER_IMPORT_ERROR},
                                    hint="Install proxmoxer and requests on the controller")
         self.host = params.get("api_host")
@@ -339,16 +339,16 @@ class ProxmoxBackend(SnapshotBackend):
                 # A token is only checked on first use: use it now, so a bad token fails as a connection error.
                 self.api.version.get()
         except AuthenticationError as error:
-            raise ConnectionFailed("authentication to %s failed: %s" % (self.host, error), action="connect to",
+            raise ConnectionFailed("authentication to %s failed: %s" % (self.host, error),
                                    provider=self.provider,
                                    hint="Check api_user and api_password, or api_token_id and api_token_secret")
         except ResourceException as error:
             raise ConnectionFailed("authentication to %s failed: %s" % (self.host, self._error_text(error)),
-                                   action="connect to", provider=self.provider,
+                                   provider=self.provider,
                                    hint="Check api_user, api_token_id and api_token_secret")
         except Exception as error:  # pylint: disable=broad-except
             # requests' connection and TLS errors, proxmoxer's config errors.
-            raise ConnectionFailed("cannot reach %s: %s" % (self.host, error), action="connect to",
+            raise ConnectionFailed("cannot reach %s: %s" % (self.host, error),
                                    provider=self.provider,
                                    hint="Check api_host, api_port, validate_certs and ca_path")
 

@@ -223,7 +223,7 @@ class VmwareBackend(SnapshotBackend):
     def __init__(self, params, warn=None):
         super().__init__(params, warn)
         if SmartConnect is None:
-            raise ConnectionFailed("the pyvmomi library is not installed", action="connect to",
+            raise ConnectionFailed("the pyvmomi library is not installed",
                                    provider=self.provider, details={"exception": PYVMOMI_IMPORT_ERROR},
                                    hint="Install pyvmomi on the controller")
         self.si = None
@@ -239,10 +239,10 @@ class VmwareBackend(SnapshotBackend):
         host = p.get("hostname")
         port = p.get("port") or 443
         if not host:
-            raise ConnectionFailed("no vCenter or ESXi host was given", action="connect to", provider=self.provider,
+            raise ConnectionFailed("no vCenter or ESXi host was given", provider=self.provider,
                                    hint="Set 'hostname' or the VMWARE_HOST environment variable")
         if not p.get("username") or p.get("password") is None:
-            raise ConnectionFailed("no username or password was given", action="connect to", provider=self.provider,
+            raise ConnectionFailed("no username or password was given", provider=self.provider,
                                    hint="Set 'username' and 'password' (or VMWARE_USER and VMWARE_PASSWORD)")
         if p.get("validate_certs", True):
             context = ssl.create_default_context()
@@ -256,21 +256,21 @@ class VmwareBackend(SnapshotBackend):
                                    sslContext=context)
         except vim.fault.InvalidLogin as error:
             raise ConnectionFailed("cannot log in to %s as %s: %s" % (where, p["username"], fault_text(error)),
-                                   action="connect to", provider=self.provider,
+                                   provider=self.provider,
                                    hint="Check 'username' and 'password'")
         except ssl.SSLError as error:
-            raise ConnectionFailed("TLS with %s failed: %s" % (where, error), action="connect to",
+            raise ConnectionFailed("TLS with %s failed: %s" % (where, error),
                                    provider=self.provider,
                                    hint="Trust the server's CA on the controller, or set validate_certs: false")
         except vmodl.MethodFault as error:
-            raise ConnectionFailed("cannot log in to %s: %s" % (where, fault_text(error)), action="connect to",
+            raise ConnectionFailed("cannot log in to %s: %s" % (where, fault_text(error)),
                                    provider=self.provider)
         except (OSError, socket.error) as error:
-            raise ConnectionFailed("cannot reach %s: %s" % (where, error), action="connect to",
+            raise ConnectionFailed("cannot reach %s: %s" % (where, error),
                                    provider=self.provider, hint="Check 'hostname' and 'port'")
         except Exception as error:  # pylint: disable=broad-except
             # pyvmomi raises bare exceptions for an endpoint that is not vSphere at all.
-            raise ConnectionFailed("cannot connect to %s: %s" % (where, error), action="connect to",
+            raise ConnectionFailed("cannot connect to %s: %s" % (where, error),
                                    provider=self.provider, hint="Check that 'hostname' is a vCenter or ESXi host")
         self.content = self.si.content
         # Batch mode drives up to max_concurrency calls at once through this one session: keep that
