@@ -102,7 +102,7 @@ class Maintenance:
         env = dict(self.env, PRECHANGE_REPORT_DIR=out)
         t0 = time.monotonic()
         p = subprocess.run(argv, env=env, cwd=out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True, timeout=3000)
+                           text=True, timeout=3000, check=False)
         seconds = round(time.monotonic() - t0, 1)
         with open(os.path.join(out, "ansible-playbook.log"), "w") as fh:
             fh.write("$ %s\n%s" % (" ".join(argv), p.stdout))
