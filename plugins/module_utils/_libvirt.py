@@ -243,8 +243,8 @@ class LibvirtBackend(SnapshotBackend):
                     hint="Use location: external, or convert the disk to qcow2; nothing was changed")
             if layout.pflash:
                 raise PrecheckFailed(
-                    "the VM boots UEFI firmware from pflash; an internal snapshot would not capture its NVRAM "
-                    "and newer libvirt refuses it",
+                    "the VM boots UEFI firmware from pflash, and libvirt refuses internal snapshots of such VMs "
+                    "(their NVRAM is not part of the snapshot)",
                     hint="Use location: external (disk-only) for this VM; nothing was changed")
             if request.quiesce:
                 raise PrecheckFailed(
