@@ -6,7 +6,8 @@
 # in .venv when missing, libvirtd + QEMU + libvirt-python through tests/backends/libvirtd/setup.sh),
 # starts libvirtd (ctl.sh), creates two blank guests on qemu:///system, and runs the maintenance playbook
 # against two stand-in hosts (ansible_connection=local), one per guest:
-#   web-good: the change passes verify; its snapshot is kept until expiry (DEMO_ON_SUCCESS=delete prunes it)
+#   web-good: the change passes verify; the host keeps it and its snapshot is pruned (DEMO_ON_SUCCESS=keep
+#             keeps the snapshot until its expiry instead)
 #   web-bad:  the change deploys a broken build; verify fails; the VM is reverted to exactly this run's
 #             snapshot (the guest's title, the demo's "application", goes back to "app v1")
 # and prints where the run report (JSON + Markdown) is.
@@ -92,10 +93,10 @@ if [ "${DEMO_KEEP_GUESTS:-0}" != 1 ]; then
 fi
 # The demo succeeded when web-good passed and web-bad was reverted.
 "$PYTHON" - "${report%.md}.json" <<'PY'
-import json, sys
+import json, os, sys
 r = json.load(open(sys.argv[1]))
 hosts = {h["host"]: h for h in r["hosts"]}
-ok = (hosts["web-good"]["outcome"] == "ok" and hosts["web-good"]["action"] in ("kept", "deleted")
+ok = (hosts["web-good"]["outcome"] == "ok" and hosts["web-good"]["action"] == ("kept" if os.environ.get("DEMO_ON_SUCCESS") == "keep" else "deleted")
       and hosts["web-bad"]["outcome"] == "reverted" and hosts["web-bad"]["action"] == "reverted")
 print("demo: %s" % ("OK: web-good %s, web-bad reverted" % hosts["web-good"]["action"] if ok else "UNEXPECTED OUTCOME"))
 sys.exit(0 if ok else 1)
