@@ -1,6 +1,6 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Fixtures for the real-guest e2e tests. Not in pytest.ini's testpaths: run
-them explicitly, as root: `python -m pytest tests/e2e`.
+"""Fixtures for the real-guest e2e tests (the maintenance scenarios and the mechanics proof).
+Not in pytest.ini's testpaths: run them explicitly, as root: `python -m pytest tests/e2e`.
 
 PRECHANGE_E2E_REUSE=1 reuses a guest that `harness.py up` left running;
 PRECHANGE_E2E_KEEP=1 leaves it running after the session."""

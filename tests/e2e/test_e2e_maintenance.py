@@ -99,7 +99,8 @@ class Maintenance:
         extra.update(json.loads(os.environ.get("PRECHANGE_E2E_EXTRA_VARS") or "{}"))
         argv = ["ansible-playbook", "prechange.snapshots.maintenance", "-i", self.inventory,
                 "-e", json.dumps(extra)] + (["--check"] if check else [])
-        env = dict(self.env, PRECHANGE_REPORT_DIR=out)
+        # ansible.log: the same output with a timestamp per line (where the time goes).
+        env = dict(self.env, PRECHANGE_REPORT_DIR=out, ANSIBLE_LOG_PATH=os.path.join(out, "ansible.log"))
         t0 = time.monotonic()
         p = subprocess.run(argv, env=env, cwd=out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True, timeout=3000, check=False)
