@@ -88,14 +88,19 @@ trap 'rm -rf "$WORK"' EXIT
 fetch_deb() { # fetch_deb PACKAGE -> path of the cached .deb
   (cd "$CACHE/debs/host" && apt-get download "$1" >/dev/null 2>&1) ||
     (apt-get update >&2 && cd "$CACHE/debs/host" && apt-get download "$1" >&2)
-  # apt-get download names files pkg_version_arch.deb with ':' escaped as %3a
+  # apt-get download names files pkg_version_arch.deb with ':' escaped as %3a (no odd characters)
+  # shellcheck disable=SC2012
   ls -t "$CACHE/debs/host/$1"_*.deb | head -1
 }
 log "kernel + busybox"
 meta=$(fetch_deb linux-image-amd64)
 kpkg=$(dpkg-deb -f "$meta" Depends | tr ',' '\n' | sed -n 's/^ *\(linux-image-[0-9][^ ]*\).*/\1/p' | head -1)
+# Debian package file names have no odd characters.
+# shellcheck disable=SC2012
 kdeb=$(ls "$CACHE/debs/host/${kpkg}"_*.deb 2>/dev/null | head -1 || true)
 [ -n "$kdeb" ] || kdeb=$(fetch_deb "$kpkg")
+# Debian package file names have no odd characters.
+# shellcheck disable=SC2012
 bdeb=$(ls "$CACHE/debs/host/busybox-static"_*.deb 2>/dev/null | head -1 || true)
 [ -n "$bdeb" ] || bdeb=$(fetch_deb busybox-static)
 mkdir -p "$WORK/kernel" "$WORK/busybox"
@@ -138,6 +143,8 @@ if command -v mmdebstrap >/dev/null; then
   # The .deb cache is synced in and out with its documented hooks.
   log "mmdebstrap $SUITE ($INIT): $PKGS"
   mkdir -p "$CACHE/debs/mmdebstrap"
+  # "$1" is expanded by mmdebstrap in its hook, not here.
+  # shellcheck disable=SC2016
   mmdebstrap --variant=minbase --include="$PKGS" \
     --setup-hook='mkdir -p "$1"/var/cache/apt/archives/' \
     --setup-hook="sync-in $CACHE/debs/mmdebstrap /var/cache/apt/archives/" \

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Print the .ko files (relative to the modules dir) needed for the given
 module names, dependencies first. The host has no kmod, so read each
 module's .modinfo 'depends=' field directly."""

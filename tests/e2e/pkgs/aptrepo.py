@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Index a directory of .deb files as a flat APT repository ("deb [trusted=yes]
 URL ./"): Packages, Packages.gz and a Release with a fresh Date.
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Serve a directory over HTTP on 127.0.0.1 for the guest's apt.
 
 Unlike `python3 -m http.server`, never answers 304: the harness swaps the

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """prechange-demo: a tiny HTTP service whose answer tells which version runs.
 
 Installed as /usr/lib/prechange-demo/server.py; the package build replaces
@@ -14,7 +13,7 @@ PORT = int(os.environ.get("PRECHANGE_DEMO_PORT", "8080"))
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if MODE == "ok":
-            code, body = 200, "ok v%s\n" % VERSION.split("-")[0].split(".")[0]
+            code, body = 200, "ok v%s\n" % VERSION.split("-", maxsplit=1)[0].split(".", maxsplit=1)[0]
         else:
             code, body = 500, "broken v%s\n" % VERSION
         data = body.encode()
