@@ -406,7 +406,8 @@ def _ensure_present(backend, vm, params, check_mode, snapshots, before):
                 hint="It was kept; delete it, or fix the guest agent / tools and retry")
         backend.warn("Snapshot '%s' of VM '%s' was created without quiescing the guest file systems"
                      % (created.name, vm.name))
-    return Outcome(vm, True, "created", created, before=before, after=names(backend.list_snapshots(vm)))
+    # The new snapshot joins the tree; no second listing is needed to say so.
+    return Outcome(vm, True, "created", created, before=before, after=before + [created.name])
 
 
 def _ensure_renamed(backend, vm, params, check_mode, snapshots, before):
