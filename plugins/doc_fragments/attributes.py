@@ -11,6 +11,11 @@ class ModuleDocFragment(object):
     DOCUMENTATION = r"""
 options: {}
 attributes:
+  action:
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on
+      the controller.
+  async:
+    description: Supports being used with the C(async) keyword.
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
   diff_mode:
@@ -20,6 +25,18 @@ attributes:
     ACTIONS = r"""
 options: {}
 attributes:
+  action:
+    support: full
+    details:
+      - When the task runs on the controller (a local connection, as with C(delegate_to=localhost), without
+        C(become) or C(async)), the action plugin runs the module code in the worker process Ansible has
+        already started for the task, so the SDK is imported once per playbook run instead of once per host.
+        Results, errors and the masking of secrets are the same as from a module process.
+      - Otherwise (a remote host, C(become), C(async), an SDK that does not import on the controller, or the
+        variable C(prechange_snapshots_in_process=false)) the module runs as a module process, as usual.
+  async:
+    support: full
+    details: An C(async) task runs as a module process.
   check_mode:
     support: full
     details: Reports exactly the C(changed) of a real run, runs the same prechecks, and changes nothing.
@@ -31,6 +48,18 @@ attributes:
     INFO_MODULE = r"""
 options: {}
 attributes:
+  action:
+    support: full
+    details:
+      - When the task runs on the controller (a local connection, as with C(delegate_to=localhost), without
+        C(become) or C(async)), the action plugin runs the module code in the worker process Ansible has
+        already started for the task, so the SDK is imported once per playbook run instead of once per host.
+        Results, errors and the masking of secrets are the same as from a module process.
+      - Otherwise (a remote host, C(become), C(async), an SDK that does not import on the controller, or the
+        variable C(prechange_snapshots_in_process=false)) the module runs as a module process, as usual.
+  async:
+    support: full
+    details: An C(async) task runs as a module process.
   check_mode:
     support: full
     details: This action does not modify state.

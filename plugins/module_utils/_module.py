@@ -142,10 +142,10 @@ def fail(module, error, **extra):
     module.fail_json(msg=error.message, **result)
 
 
-def _new_module(argument_spec, connection_spec, module_kwargs, requirements):
+def _new_module(argument_spec, connection_spec, module_kwargs, requirements, module_class):
     kwargs = dict(module_kwargs or {})
     kwargs.setdefault("supports_check_mode", True)
-    module = AnsibleModule(argument_spec=_merge(argument_spec, connection_spec), **kwargs)
+    module = (module_class or AnsibleModule)(argument_spec=_merge(argument_spec, connection_spec), **kwargs)
     for library, import_error in requirements or ():
         if import_error:
             module.fail_json(msg=missing_required_lib(library), exception=import_error)
@@ -153,12 +153,18 @@ def _new_module(argument_spec, connection_spec, module_kwargs, requirements):
 
 
 def run_snapshot_module(backend_class, connection_spec, extra_spec=None, provider_options=(), module_kwargs=None,
-                        requirements=()):
-    """Entry point of every ``<provider>_snapshot`` module."""
+                        requirements=(), module_class=None):
+    """Entry point of every ``<provider>_snapshot`` module.
+
+    ``module_class`` replaces AnsibleModule when the action plugin runs the module in its own
+    process (plugins/plugin_utils/_in_process.py); it has the same constructor and the same
+    params, check_mode, _diff, warn, exit_json and fail_json.
+    """
     module_kwargs = dict(module_kwargs or {})
     module_kwargs.setdefault("mutually_exclusive", []).append(("vm", "vms"))
     module_kwargs.setdefault("required_one_of", []).append(("vm", "vms"))
-    module = _new_module(_merge(snapshot_argument_spec(), extra_spec), connection_spec, module_kwargs, requirements)
+    module = _new_module(_merge(snapshot_argument_spec(), extra_spec), connection_spec, module_kwargs, requirements,
+                         module_class)
     provider = getattr(backend_class, "provider", None)
     try:
         params = params_from_module(module, provider_options)
@@ -188,11 +194,13 @@ def run_snapshot_module(backend_class, connection_spec, extra_spec=None, provide
     module.exit_json(**summary)
 
 
-def run_info_module(backend_class, connection_spec, extra_spec=None, module_kwargs=None, requirements=()):
-    """Entry point of every ``<provider>_snapshot_info`` module."""
+def run_info_module(backend_class, connection_spec, extra_spec=None, module_kwargs=None, requirements=(),
+                    module_class=None):
+    """Entry point of every ``<provider>_snapshot_info`` module (``module_class``: see run_snapshot_module)."""
     module_kwargs = dict(module_kwargs or {})
     module_kwargs.setdefault("mutually_exclusive", []).append(("vm", "vms"))
-    module = _new_module(_merge(info_argument_spec(), extra_spec), connection_spec, module_kwargs, requirements)
+    module = _new_module(_merge(info_argument_spec(), extra_spec), connection_spec, module_kwargs, requirements,
+                         module_class)
     p = module.params
     provider = getattr(backend_class, "provider", None)
     try:

@@ -206,10 +206,14 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._libvirt impor
 )
 from ansible_collections.prechange.snapshots.plugins.module_utils._module import run_snapshot_module
 
+# What the module needs importable; the action plugin runs the module in its own process only
+# when these import on the controller.
+REQUIREMENTS = [("libvirt-python", LIBVIRT_IMPORT_ERROR)]
 
-def main():
+
+def main(module_class=None):
     run_snapshot_module(LibvirtBackend, connection_argument_spec(), extra_spec=snapshot_extra_spec(),
-                        provider_options=("location",), requirements=[("libvirt-python", LIBVIRT_IMPORT_ERROR)])
+                        provider_options=("location",), requirements=REQUIREMENTS, module_class=module_class)
 
 
 if __name__ == "__main__":

@@ -91,9 +91,13 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._libvirt impor
 )
 from ansible_collections.prechange.snapshots.plugins.module_utils._module import run_info_module
 
+# What the module needs importable; the action plugin runs the module in its own process only
+# when these import on the controller.
+REQUIREMENTS = [("libvirt-python", LIBVIRT_IMPORT_ERROR)]
 
-def main():
-    run_info_module(LibvirtBackend, connection_argument_spec(), requirements=[("libvirt-python", LIBVIRT_IMPORT_ERROR)])
+
+def main(module_class=None):
+    run_info_module(LibvirtBackend, connection_argument_spec(), requirements=REQUIREMENTS, module_class=module_class)
 
 
 if __name__ == "__main__":

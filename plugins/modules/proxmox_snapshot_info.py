@@ -97,10 +97,14 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._proxmox impor
     connection_module_kwargs,
 )
 
+# What the module needs importable; the action plugin runs the module in its own process only
+# when these import on the controller.
+REQUIREMENTS = [("proxmoxer", PROXMOXER_IMPORT_ERROR)]
 
-def main():
+
+def main(module_class=None):
     run_info_module(ProxmoxBackend, connection_argument_spec(), module_kwargs=connection_module_kwargs(),
-                    requirements=[("proxmoxer", PROXMOXER_IMPORT_ERROR)])
+                    requirements=REQUIREMENTS, module_class=module_class)
 
 
 if __name__ == "__main__":

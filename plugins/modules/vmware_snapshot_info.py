@@ -114,10 +114,14 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._vmware import
     info_extra_spec,
 )
 
+# What the module needs importable; the action plugin runs the module in its own process only
+# when these import on the controller.
+REQUIREMENTS = [("pyvmomi", PYVMOMI_IMPORT_ERROR)]
 
-def main():
+
+def main(module_class=None):
     run_info_module(VmwareBackend, connection_argument_spec(), extra_spec=info_extra_spec(),
-                    requirements=[("pyvmomi", PYVMOMI_IMPORT_ERROR)])
+                    requirements=REQUIREMENTS, module_class=module_class)
 
 
 if __name__ == "__main__":

@@ -49,10 +49,13 @@ def ansible_env(extra=None):
     return env
 
 
-def run_playbook(playbook, extra_vars=None, inventory=None, check=False, diff=False, env=None, timeout=1800):
+def run_playbook(playbook, extra_vars=None, inventory=None, check=False, diff=False, env=None, timeout=1800,
+                 verbosity=0):
     """Run ansible-playbook; return the CompletedProcess (stdout+stderr in .stdout)."""
     cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), playbook,
            "-e", "ansible_python_interpreter=%s" % sys.executable]
+    if verbosity:
+        cmd.append("-" + "v" * verbosity)
     if inventory:
         cmd += ["-i", inventory]
     else:

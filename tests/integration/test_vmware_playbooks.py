@@ -80,3 +80,108 @@ def test_env_fallbacks_check_mode_and_diff_on_the_command_line(vcsim, playbook_r
     assert real.returncode == 0, real.stdout
     assert "seen=1" in real.stdout
     assert "changed=2" in real.stdout
+
+
+PATHS_PLAY = """
+- hosts: localhost
+  gather_facts: false
+  module_defaults:
+    group/prechange.snapshots.vmware:
+      hostname: "{{ vcsim_host }}"
+      port: "{{ vcsim_port }}"
+      username: "{{ vcsim_user }}"
+      password: "{{ vcsim_password }}"
+      validate_certs: false
+  vars:
+    snap: &snap
+      name: paths
+      description: both ways
+      run_id: paths-run
+      creator: tester@ci
+      ticket: CHG-7
+  tasks:
+    - name: In the action plugin
+      prechange.snapshots.vmware_snapshot:
+        <<: *snap
+        vm: DC0_H0_VM3
+      register: fast
+    - name: As a module process
+      prechange.snapshots.vmware_snapshot:
+        <<: *snap
+        vm: DC0_C0_RP0_VM3
+      vars: {prechange_snapshots_in_process: false}
+      register: slow
+    - name: Unknown VM, in the action plugin
+      prechange.snapshots.vmware_snapshot: {vm: no-such-vm, name: paths}
+      register: fast_missing
+      ignore_errors: true
+    - name: Unknown VM, as a module process
+      prechange.snapshots.vmware_snapshot: {vm: no-such-vm, name: paths}
+      vars: {prechange_snapshots_in_process: false}
+      register: slow_missing
+      ignore_errors: true
+    - name: Unsupported option, in the action plugin
+      prechange.snapshots.vmware_snapshot: {vm: DC0_H0_VM3, name: paths, bogus: 1}
+      register: fast_bad
+      ignore_errors: true
+    - name: Unsupported option, as a module process
+      prechange.snapshots.vmware_snapshot: {vm: DC0_H0_VM3, name: paths, bogus: 1}
+      vars: {prechange_snapshots_in_process: false}
+      register: slow_bad
+      ignore_errors: true
+    - name: Credentials from the task's environment only (the VMWARE_* fallbacks), in the action plugin
+      prechange.snapshots.vmware_snapshot_info:
+        vm: DC0_H0_VM3
+        hostname: "{{ omit }}"
+        username: "{{ omit }}"
+        password: "{{ omit }}"
+      module_defaults: {}
+      environment:
+        VMWARE_HOST: "{{ vcsim_host }}"
+        VMWARE_USER: "{{ vcsim_user }}"
+        VMWARE_PASSWORD: "{{ vcsim_password }}"
+        VMWARE_PORT: "{{ vcsim_port }}"
+        VMWARE_VALIDATE_CERTS: "false"
+      register: from_env
+    - name: Async runs as a module process
+      prechange.snapshots.vmware_snapshot: {vm: DC0_C0_RP0_VM3, name: paths, state: absent}
+      async: 120
+      poll: 1
+      register: async_delete
+    - name: The two ways give the same result
+      ansible.builtin.assert:
+        that:
+          - fast is changed and slow is changed
+          - fast.keys() | sort == slow.keys() | sort
+          - fast.snapshot.keys() | sort == slow.snapshot.keys() | sort
+          - fast.snapshot.description == slow.snapshot.description
+          - fast.snapshot.owner.run == slow.snapshot.owner.run == 'paths-run'
+          - fast.snapshot.owner.ticket == slow.snapshot.owner.ticket == 'CHG-7'
+          - fast_missing is failed and slow_missing is failed
+          - fast_missing.msg == slow_missing.msg
+          - fast_missing.vm == slow_missing.vm == 'no-such-vm'
+          - fast_bad is failed and slow_bad is failed
+          - fast_bad.msg == slow_bad.msg
+          - "'bogus' in fast_bad.msg"
+          - from_env.snapshots | map(attribute='name') | list == ['paths']
+          - async_delete is changed
+    - name: Leave the simulator as it was
+      prechange.snapshots.vmware_snapshot: {vm: DC0_H0_VM3, name: paths, state: absent}
+"""
+
+
+def test_action_plugin_and_module_process_agree(vcsim, playbook_runner, tmp_path):  # pylint: disable=redefined-outer-name
+    """The action plugin runs the module code in Ansible's worker when the task runs on the controller,
+    and ships a module process otherwise; results, errors and secrets masking are the same both ways."""
+    play = tmp_path / "paths.yml"
+    play.write_text(PATHS_PLAY)
+    result = playbook_runner(str(play), connection_vars(vcsim), verbosity=3)
+    assert result.returncode == 0, result.stdout[-20000:]
+    # -vvv prints every result's invocation: the password is there, masked, for both ways
+    assert vcsim["password"] not in result.stdout
+    assert result.stdout.count('"password": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"') >= 8, result.stdout[-20000:]
+    ran_here = result.stdout.count("prechange.snapshots.vmware_snapshot: running in the action plugin")
+    ran_as_module = result.stdout.count("prechange.snapshots.vmware_snapshot: running the module (")
+    assert (ran_here, ran_as_module) == (4, 4), result.stdout[-20000:]
+    assert "running the module (async)" in result.stdout
+    assert "vmware_snapshot_info: running in the action plugin" in result.stdout
