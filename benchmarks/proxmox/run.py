@@ -112,6 +112,18 @@ PLAYBOOKS = {
         memory: false
       delegate_to: localhost
 """ % CONNECTION,
+    "ours_module": """- hosts: bench
+  gather_facts: false
+  vars:
+    prechange_snapshots_in_process: false
+  tasks:
+    - prechange.snapshots.proxmox_snapshot:
+%s        ca_path: "{{ pve.cafile }}"
+        vm: "{{ inventory_hostname }}"
+        name: ours-module
+        memory: false
+      delegate_to: localhost
+""" % CONNECTION,
     "ours_batch": """- hosts: bench
   gather_facts: false
   tasks:
@@ -202,6 +214,7 @@ def main():
         cases = [
             ("ping", "ansible.builtin.ping floor (per host)"),
             ("ours_per_host", "prechange.snapshots.proxmox_snapshot, per host"),
+            ("ours_module", "prechange.snapshots.proxmox_snapshot, per host as a module process"),
             ("ours_batch", "prechange.snapshots.proxmox_snapshot, batch (1 task)"),
             ("proxmox_snap", "community.proxmox.proxmox_snap %s, per host" % peer_version),
             ("direct", "proxmoxer script (1 process, 1 login)"),
@@ -263,7 +276,7 @@ index = {r["name"]: r for r in api.cluster.resources.get(type="vm")}
 for name in names:
     r = index[name]
     got = sorted(s["name"] for s in api.nodes(r["node"]).qemu(r["vmid"]).snapshot.get() if s["name"] != "current")
-    assert got == ["direct", "ours-batch", "ours-per-host", "peer-snap"], (name, got)
+    assert got == ["direct", "ours-batch", "ours-module", "ours-per-host", "peer-snap"], (name, got)
 '''
     subprocess.run([python, "-c", code, json.dumps(info), json.dumps(targets)], check=True)
 

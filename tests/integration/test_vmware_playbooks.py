@@ -132,6 +132,7 @@ PATHS_PLAY = """
     - name: Credentials from the task's environment only (the VMWARE_* fallbacks), in the action plugin
       prechange.snapshots.vmware_snapshot_info:
         vm: DC0_H0_VM3
+        name_pattern: paths
         hostname: "{{ omit }}"
         username: "{{ omit }}"
         password: "{{ omit }}"
