@@ -32,8 +32,9 @@ attributes:
         C(become) or C(async)), the action plugin runs the module code in the worker process Ansible has
         already started for the task, so the SDK is imported once per playbook run instead of once per host.
         Results, errors and the masking of secrets are the same as from a module process.
-      - Otherwise (a remote host, C(become), C(async), an SDK that does not import on the controller, or the
-        variable C(prechange_snapshots_in_process=false)) the module runs as a module process, as usual.
+      - Otherwise (a remote host, C(become), C(async), an C(ansible_python_interpreter) other than the
+        controller's own Python, an SDK that does not import on the controller, or the variable
+        C(prechange_snapshots_in_process=false)) the module runs as a module process, as usual.
   async:
     support: full
     details: An C(async) task runs as a module process.
@@ -55,8 +56,9 @@ attributes:
         C(become) or C(async)), the action plugin runs the module code in the worker process Ansible has
         already started for the task, so the SDK is imported once per playbook run instead of once per host.
         Results, errors and the masking of secrets are the same as from a module process.
-      - Otherwise (a remote host, C(become), C(async), an SDK that does not import on the controller, or the
-        variable C(prechange_snapshots_in_process=false)) the module runs as a module process, as usual.
+      - Otherwise (a remote host, C(become), C(async), an C(ansible_python_interpreter) other than the
+        controller's own Python, an SDK that does not import on the controller, or the variable
+        C(prechange_snapshots_in_process=false)) the module runs as a module process, as usual.
   async:
     support: full
     details: An C(async) task runs as a module process.

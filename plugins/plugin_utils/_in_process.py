@@ -18,16 +18,19 @@ action plugin class, and with it the SDK, before they fork the workers.
 
 Everything else runs the module the usual way: a task on another host (``delegate_to`` a remote
 host, or a connection other than local), become, async, an SDK that does not import on the
-controller, or the host variable ``prechange_snapshots_in_process: false``.
+controller, a Python interpreter named for the host (``ansible_python_interpreter``) that is not
+the controller's own, or the host variable ``prechange_snapshots_in_process: false``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import traceback
 from contextlib import contextmanager
 
+from ansible import constants as C
 from ansible.module_utils.common.arg_spec import ModuleArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
 from ansible.module_utils.common.text.converters import jsonify
@@ -38,6 +41,7 @@ from ansible.utils.display import Display
 from ansible.utils.vars import merge_hash
 
 IN_PROCESS_VAR = "prechange_snapshots_in_process"
+DISCOVERY = frozenset(("", "auto", "auto_silent", "auto_legacy", "auto_legacy_silent"))
 
 display = Display()
 
@@ -100,6 +104,20 @@ class InProcessModule:
         return json.loads(jsonify(remove_values(result, self.no_log_values)))
 
 
+def same_python(path, executable=None):
+    """Whether ``path`` runs the same Python environment as ``executable`` (the controller's).
+
+    A virtualenv's bin/python and bin/python3 are symlinks to one binary in one directory: the
+    same environment. The base interpreter they point at is the same binary in another directory,
+    without the virtualenv's packages: not the same.
+    """
+    executable = executable or sys.executable
+    if not path or not os.path.isabs(path) or not os.path.exists(path):
+        return False
+    return (os.path.dirname(os.path.abspath(path)) == os.path.dirname(os.path.abspath(executable))
+            and os.path.realpath(path) == os.path.realpath(executable))
+
+
 @contextmanager
 def _environment(variables):
     """The task's ``environment:`` in os.environ while the module runs (fallbacks read it)."""
@@ -149,10 +167,22 @@ class InProcessModuleAction(ActionBase):
             return "async"
         if self._play_context.become:
             return "become"
+        interpreter = self._named_interpreter(task_vars)
+        if interpreter is not None and not same_python(interpreter):
+            return "the host's Python is %s, not the controller's %s" % (interpreter, sys.executable)
         missing = [library for library, import_error in self.module.REQUIREMENTS if import_error]
         if missing:
             return "%s does not import on the controller" % ", ".join(missing)
         return None
+
+    def _named_interpreter(self, task_vars):
+        """The Python the module would run under, if the user named one (None: discovery)."""
+        host_vars = task_vars
+        if self._task.delegate_to:
+            host_vars = (task_vars.get("ansible_delegated_vars") or {}).get(self._task.delegate_to, task_vars)
+        configured = C.config.get_config_value("INTERPRETER_PYTHON", variables=host_vars)
+        configured = str(self._templar.template(configured) or "").strip()
+        return None if configured in DISCOVERY else configured
 
     def _run_module(self, task_vars):
         """What ansible.builtin.normal does: ship the module and run it."""

@@ -11,6 +11,7 @@ ansible-playbook itself.
 from __future__ import annotations
 
 import os
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -23,6 +24,7 @@ from ansible_collections.prechange.snapshots.plugins.plugin_utils._in_process im
     InProcessModule,
     InProcessModuleAction,
     ModuleExit,
+    same_python,
 )
 
 SPEC = dict(
@@ -106,12 +108,12 @@ class FakeModuleFile:
     REQUIREMENTS = [("demo-sdk", None)]
 
 
-def action(transport="local", async_val=0, become=False, requirements=None):
+def action(transport="local", async_val=0, become=False, requirements=None, delegate_to=None):
     plugin = InProcessModuleAction.__new__(InProcessModuleAction)
     plugin.module = FakeModuleFile()
     if requirements is not None:
         plugin.module.REQUIREMENTS = requirements
-    plugin._task = SimpleNamespace(async_val=async_val)  # pylint: disable=protected-access
+    plugin._task = SimpleNamespace(async_val=async_val, delegate_to=delegate_to)  # pylint: disable=protected-access
     plugin._connection = SimpleNamespace(transport=transport)  # pylint: disable=protected-access
     plugin._play_context = SimpleNamespace(become=become)  # pylint: disable=protected-access
     plugin._templar = SimpleNamespace(template=lambda value: value)  # pylint: disable=protected-access
@@ -128,5 +130,40 @@ def action(transport="local", async_val=0, become=False, requirements=None):
     (action(become=True), {}, "become"),
     (action(requirements=[("demo-sdk", "ImportError: no demo")]), {}, "demo-sdk does not import on the controller"),
 ])
-def test_runs_in_the_action_plugin_only_when_the_task_runs_on_the_controller(plugin, task_vars, reason):
+def test_runs_in_the_action_plugin_only_when_the_task_runs_on_the_controller(plugin, task_vars, reason, monkeypatch):
+    monkeypatch.delenv("ANSIBLE_PYTHON_INTERPRETER", raising=False)
     assert plugin._why_not_in_process(task_vars) == reason  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize("task_vars, delegate_to, runs_here", [
+    ({"ansible_python_interpreter": "auto_silent"}, None, True),
+    ({"ansible_python_interpreter": sys.executable}, None, True),
+    ({"ansible_python_interpreter": "/nonexistent/bin/python3"}, None, False),
+    # delegated: the delegated host's interpreter counts, not the inventory host's
+    ({"ansible_python_interpreter": "/nonexistent/bin/python3",
+      "ansible_delegated_vars": {"localhost": {"ansible_python_interpreter": sys.executable}}}, "localhost", True),
+    ({"ansible_python_interpreter": sys.executable,
+      "ansible_delegated_vars": {"localhost": {"ansible_python_interpreter": "/nonexistent/bin/python3"}}},
+     "localhost", False),
+])
+def test_a_python_named_for_the_host_is_honoured(task_vars, delegate_to, runs_here, monkeypatch):
+    monkeypatch.delenv("ANSIBLE_PYTHON_INTERPRETER", raising=False)
+    reason = action(delegate_to=delegate_to)._why_not_in_process(task_vars)  # pylint: disable=protected-access
+    if runs_here:
+        assert reason is None
+    else:
+        assert reason == "the host's Python is /nonexistent/bin/python3, not the controller's %s" % sys.executable
+
+
+def test_same_python_tells_a_virtualenv_from_its_base_interpreter(tmp_path):
+    base = os.path.realpath(sys.executable)
+    (tmp_path / "bin").mkdir()
+    for name in ("python", "python3"):
+        (tmp_path / "bin" / name).symlink_to(base)
+    venv_python, venv_python3 = str(tmp_path / "bin" / "python"), str(tmp_path / "bin" / "python3")
+    assert same_python(venv_python, venv_python3)
+    assert same_python(venv_python3, venv_python)
+    assert not same_python(base, venv_python)
+    assert not same_python(venv_python, base)
+    assert not same_python("python3", venv_python)
+    assert not same_python(str(tmp_path / "bin" / "missing"), venv_python)
