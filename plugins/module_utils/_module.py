@@ -101,21 +101,29 @@ def default_creator():
 def _validate_snapshot_params(module):
     p = module.params
     if p["state"] == "absent" and not (p["name"] or p["delete_all"]):
-        raise InvalidRequest("state=absent needs 'name' or 'delete_all'", action="delete")
+        raise InvalidRequest("state=absent needs 'name' or 'delete_all'", action="delete",
+                             hint="Name the snapshot to delete with 'name', or set 'delete_all' to owned, expired or "
+                                  "all; nothing was changed")
     if p["state"] != "absent" and not p["name"]:
-        raise InvalidRequest("state=%s needs 'name'" % p["state"], hint="Name the snapshot with 'name'")
+        raise InvalidRequest("state=%s needs 'name'" % p["state"],
+                             hint="Name the snapshot with 'name'; nothing was changed")
     if p["delete_all"] and p["state"] != "absent":
-        raise InvalidRequest("'delete_all' only works with state=absent")
+        raise InvalidRequest("'delete_all' only works with state=absent",
+                             hint="Set state: absent, or remove 'delete_all'; nothing was changed")
     if p["new_name"] and p["state"] != "present":
-        raise InvalidRequest("'new_name' only works with state=present", snapshot=p["name"])
+        raise InvalidRequest("'new_name' only works with state=present", snapshot=p["name"],
+                             hint="Set state: present to rename, or remove 'new_name'; nothing was changed")
     if p["timeout"] is not None and p["timeout"] <= 0:
-        raise InvalidRequest("'timeout' must be a positive number of seconds", snapshot=p["name"])
+        raise InvalidRequest("'timeout' must be a positive number of seconds", snapshot=p["name"],
+                             hint="Set timeout to the seconds to wait, for example 600; nothing was changed")
     if p["concurrency"] < 1:
-        raise InvalidRequest("'concurrency' must be at least 1", snapshot=p["name"])
+        raise InvalidRequest("'concurrency' must be at least 1", snapshot=p["name"],
+                             hint="Set concurrency to 1 or more; nothing was changed")
     try:
         expires = resolve_expiry(p["expires"])
     except ValueError as error:
-        raise InvalidRequest(str(error), snapshot=p["name"], hint="Use 'expires: 7d' or an ISO 8601 timestamp")
+        raise InvalidRequest(str(error), snapshot=p["name"],
+                             hint="Use 'expires: 7d' or an ISO 8601 timestamp; nothing was changed")
     return expires
 
 
@@ -169,7 +177,8 @@ def run_snapshot_module(backend_class, connection_spec, extra_spec=None, provide
     try:
         params = params_from_module(module, provider_options)
     except SnapshotError as error:
-        fail(module, error.bind(vm=module.params["vm"], snapshot=module.params["name"], provider=provider))
+        fail(module, error.bind(action=ACTIONS[module.params["state"]], vm=module.params["vm"],
+                                snapshot=module.params["name"], provider=provider))
     want_diff = module._diff  # pylint: disable=protected-access
     try:
         with backend_class(module.params, warn=module.warn) as backend:
