@@ -6,7 +6,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment(object):
-    """Attribute declarations shared by the modules."""
+    """Attribute declarations shared by the modules (action and async are the same for all six)."""
 
     DOCUMENTATION = r"""
 options: {}
@@ -14,18 +14,6 @@ attributes:
   action:
     description: Indicates this has a corresponding action plugin so some parts of the options can be executed on
       the controller.
-  async:
-    description: Supports being used with the C(async) keyword.
-  check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-"""
-
-    ACTIONS = r"""
-options: {}
-attributes:
-  action:
     support: full
     details:
       - When the task runs on the controller (a local connection, as with C(delegate_to=localhost), without
@@ -36,8 +24,18 @@ attributes:
         controller's own Python, an SDK that does not import on the controller, or the variable
         C(prechange_snapshots_in_process=false)) the module runs as a module process, as usual.
   async:
+    description: Supports being used with the C(async) keyword.
     support: full
     details: An C(async) task runs as a module process.
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+"""
+
+    ACTIONS = r"""
+options: {}
+attributes:
   check_mode:
     support: full
     details: Reports exactly the C(changed) of a real run, runs the same prechecks, and changes nothing.
@@ -49,19 +47,6 @@ attributes:
     INFO_MODULE = r"""
 options: {}
 attributes:
-  action:
-    support: full
-    details:
-      - When the task runs on the controller (a local connection, as with C(delegate_to=localhost), without
-        C(become) or C(async)), the action plugin runs the module code in the worker process Ansible has
-        already started for the task, so the SDK is imported once per playbook run instead of once per host.
-        Results, errors and the masking of secrets are the same as from a module process.
-      - Otherwise (a remote host, C(become), C(async), an C(ansible_python_interpreter) other than the
-        controller's own Python, an SDK that does not import on the controller, or the variable
-        C(prechange_snapshots_in_process=false)) the module runs as a module process, as usual.
-  async:
-    support: full
-    details: An C(async) task runs as a module process.
   check_mode:
     support: full
     details: This action does not modify state.
