@@ -112,18 +112,6 @@ PLAYBOOKS = {
         memory: false
       delegate_to: localhost
 """ % CONNECTION,
-    "ours_module": """- hosts: bench
-  gather_facts: false
-  vars:
-    prechange_snapshots_in_process: false
-  tasks:
-    - prechange.snapshots.proxmox_snapshot:
-%s        ca_path: "{{ pve.cafile }}"
-        vm: "{{ inventory_hostname }}"
-        name: ours-module
-        memory: false
-      delegate_to: localhost
-""" % CONNECTION,
     "ours_batch": """- hosts: bench
   gather_facts: false
   tasks:
@@ -149,6 +137,10 @@ PLAYBOOKS = {
       delegate_to: localhost
 """ % CONNECTION,
 }
+# The per-host task with the action plugin told to ship a module process, as for a remote host.
+PLAYBOOKS["ours_module"] = PLAYBOOKS["ours_per_host"].replace(
+    "  tasks:", "  vars:\n    prechange_snapshots_in_process: false\n  tasks:", 1).replace(
+    "name: ours-per-host", "name: ours-module", 1)
 
 DIRECT = r'''
 import json, sys, time
