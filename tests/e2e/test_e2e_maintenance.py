@@ -105,6 +105,7 @@ class Maintenance:
         p = subprocess.run(argv, env=env, cwd=out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True, timeout=3000, check=False)
         seconds = round(time.monotonic() - t0, 1)
+        TIMINGS["scenario_" + name.replace("-", "_")] = seconds
         with open(os.path.join(out, "ansible-playbook.log"), "w") as fh:
             fh.write("$ %s\n%s" % (" ".join(argv), p.stdout))
         reports = sorted(glob.glob(os.path.join(out, "maintenance-*.json")))
@@ -163,6 +164,13 @@ def delete_snapshot(h, name):
         conn.close()
 
 
+def delete_run_snapshots(h):
+    """Remove the snapshots a maintenance run made (after a test whose run kept them)."""
+    for name in h.snapshots():
+        if name.startswith("prechange-"):
+            delete_snapshot(h, name)
+
+
 def prepare(h, scenario):
     """Guest on prechange-demo 1.0 (answering ok v1), no snapshots, then the scenario's repository
     published. Returns what the scenario compares against."""
@@ -218,7 +226,6 @@ def test_1_good_update_installs_verifies_and_prunes(e2e_guest, maint, record_pro
     h = e2e_guest
     base = prepare(h, "good")
     run = maint.run("1-good")
-    TIMINGS["scenario_1_good"] = run.seconds
     record_property("playbook_seconds", run.seconds)
     rep, host = run.report, run.host
 
@@ -248,7 +255,6 @@ def test_2_breaking_update_is_reverted_with_memory(e2e_guest, maint, record_prop
     base = prepare(h, "broken")
     base["dpkg_new_version"] = dpkg_log_count(h, "2.0-broken")
     run = maint.run("2-broken")
-    TIMINGS["scenario_2_broken"] = run.seconds
     record_property("playbook_seconds", run.seconds)
     try:
         host = run.host
@@ -259,9 +265,7 @@ def test_2_breaking_update_is_reverted_with_memory(e2e_guest, maint, record_prop
             "HTTP %s answered 500, expected 200 with a body matching ^ok v" % DEMO_URL], host["verify"]
         assert_reverted(h, run, base, "2.0-broken")
     finally:
-        for name in h.snapshots():
-            if name.startswith("prechange-"):
-                delete_snapshot(h, name)
+        delete_run_snapshots(h)
 
 
 def test_3_change_failing_half_way_is_reverted(e2e_guest, maint, record_property):
@@ -269,7 +273,6 @@ def test_3_change_failing_half_way_is_reverted(e2e_guest, maint, record_property
     base = prepare(h, "halfway")
     base["dpkg_new_version"] = dpkg_log_count(h, "2.0-halfway")
     run = maint.run("3-halfway")
-    TIMINGS["scenario_3_halfway"] = run.seconds
     record_property("playbook_seconds", run.seconds)
     try:
         host = run.host
@@ -282,9 +285,7 @@ def test_3_change_failing_half_way_is_reverted(e2e_guest, maint, record_property
         assert "FAILED: Patch \\| apt \\| Upgrade every package" in run.markdown, run.markdown
         assert_reverted(h, run, base, "2.0-halfway")
     finally:
-        for name in h.snapshots():
-            if name.startswith("prechange-"):
-                delete_snapshot(h, name)
+        delete_run_snapshots(h)
 
 
 def test_4_check_mode_creates_no_snapshot_and_installs_nothing(e2e_guest, maint, record_property):
@@ -295,7 +296,6 @@ def test_4_check_mode_creates_no_snapshot_and_installs_nothing(e2e_guest, maint,
     h.ssh("apt-get update -q >/dev/null")
     base["http_mark"] = http_log_mark(h)
     run = maint.run("4-check", check=True)
-    TIMINGS["scenario_4_check"] = run.seconds
     record_property("playbook_seconds", run.seconds)
     rep, host = run.report, run.host
 
