@@ -37,6 +37,7 @@ from ansible.module_utils.common.text.converters import jsonify
 from ansible.module_utils.errors import UnsupportedError
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
+from ansible.plugins.action.normal import ActionModule as NormalAction
 from ansible.utils.display import Display
 from ansible.utils.vars import merge_hash
 
@@ -70,13 +71,11 @@ class InProcessModule:
         self._diff = bool(diff)
         self._name = name
         self._warnings = []
-        self.no_log_values = set()
-        self.params = {}
         validator = ModuleArgumentSpecValidator(argument_spec, mutually_exclusive, required_together,
                                                 required_one_of, required_if, required_by)
         validation = validator.validate(dict(task_args))
         self.params = validation.validated_parameters
-        self.no_log_values.update(validation._no_log_values)  # pylint: disable=protected-access
+        self.no_log_values = set(validation._no_log_values)  # pylint: disable=protected-access
         # AnsibleValidationErrorMultiple has no len(); AnsibleModule indexes it the same way.
         if validation.errors.errors:
             msg = validation.errors.msg
@@ -133,11 +132,11 @@ def _environment(variables):
                 os.environ[key] = value
 
 
-class InProcessModuleAction(ActionBase):
-    """Base of the collection's action plugins: ``module`` is the Python module of the module."""
+class InProcessModuleAction(NormalAction):
+    """Base of the collection's action plugins: ``module`` is the Python module of the module.
 
-    _supports_check_mode = True
-    _supports_async = True
+    Where the module cannot run here, ansible.builtin.normal (the parent class) ships it as usual.
+    """
 
     module = None
 
@@ -147,13 +146,13 @@ class InProcessModuleAction(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
-        result = super().run(tmp, task_vars)
-        del tmp  # tmp no longer has any effect
         why_not = self._why_not_in_process(task_vars)
         if why_not:
             display.vvv("prechange.snapshots.%s: running the module (%s)" % (self._module_name, why_not))
-            return merge_hash(result, self._run_module(task_vars))
+            return super().run(tmp, task_vars)
         display.vvv("prechange.snapshots.%s: running in the action plugin on the controller" % self._module_name)
+        # ActionBase.run: the checks every action makes (check mode and async support, no tmp).
+        result = ActionBase.run(self, tmp, task_vars)
         return merge_hash(result, self._run_in_process())
 
     def _why_not_in_process(self, task_vars):
@@ -183,14 +182,6 @@ class InProcessModuleAction(ActionBase):
         configured = C.config.get_config_value("INTERPRETER_PYTHON", variables=host_vars)
         configured = str(self._templar.template(configured) or "").strip()
         return None if configured in DISCOVERY else configured
-
-    def _run_module(self, task_vars):
-        """What ansible.builtin.normal does: ship the module and run it."""
-        wrap_async = self._task.async_val and not self._connection.has_native_async
-        result = self._execute_module(task_vars=task_vars, wrap_async=wrap_async)
-        if not wrap_async:
-            self._remove_tmp_path(self._connection._shell.tmpdir)  # pylint: disable=protected-access
-        return result
 
     def _run_in_process(self):
         environment = {}
