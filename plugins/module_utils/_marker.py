@@ -14,7 +14,20 @@ is the description. The marker is the last line of it, for example::
     [prechange.snapshots v1 run=20261122T021500Z-4f2a creator=ops%40bastion created=2026-11-22T02:15:00Z expires=2026-11-29T02:15:00Z ticket=CHG0042]
 
 Values are percent-encoded, so the line has no spaces inside values and no brackets. The
-user's own text above the marker is kept as it is. A description whose last line does not
+user's own text above the marker is kept as it is.
+
+The marker also carries the run's state, so that any controller (another operator, a fresh AWX
+container) sees it on the hypervisor itself:
+
+* ``phase``: ``pending`` from the snapshot until the run reaches a verdict, then ``verified``
+  (the change passed and the snapshot is kept until it expires), ``reverted`` (the VM was
+  reverted to it) or ``released`` (an operator accepted the change by hand);
+* ``lease``: until when the run holds the VM (only while pending);
+* ``holder``: which ansible-playbook process holds the lease (two processes may share a run id);
+* ``power``: the VM's power state when the snapshot was taken, restored after a revert.
+
+A marker without ``phase`` was written before runs recorded their state: it never counts as a
+pending run. A description whose last line does not
 parse strictly is *not ours*: pruning must never act on a snapshot it cannot positively
 identify.
 """
@@ -28,7 +41,10 @@ from urllib.parse import quote, unquote
 MARKER_TAG = "prechange.snapshots"
 MARKER_VERSION = "v1"
 # Order in which keys are written; run and created are required to count as ours.
-MARKER_KEYS = ("run", "creator", "created", "expires", "ticket")
+MARKER_KEYS = ("run", "creator", "created", "expires", "ticket", "phase", "lease", "holder", "power")
+PENDING = "pending"
+VERDICT_PHASES = ("verified", "reverted", "released")
+PHASES = (PENDING,) + VERDICT_PHASES
 REQUIRED_KEYS = ("run", "created")
 
 _MARKER_LINE = re.compile(r"^\[%s %s((?: [a-z]+=[^\s\]]*)+)\]$" % (re.escape(MARKER_TAG), MARKER_VERSION))
@@ -86,7 +102,8 @@ def resolve_expiry(expires, now=None):
         raise ValueError("'%s' is neither a duration (30m, 12h, 7d, 2w) nor an ISO 8601 timestamp" % expires)
 
 
-def make_marker(run, creator=None, created=None, expires=None, ticket=None):
+def make_marker(run, creator=None, created=None, expires=None, ticket=None, phase=None, lease=None, holder=None,
+                power=None):
     """Build the marker dict written at create time (all values strings or None)."""
     return {
         "run": str(run),
@@ -94,6 +111,10 @@ def make_marker(run, creator=None, created=None, expires=None, ticket=None):
         "created": isoformat(created or utcnow()),
         "expires": isoformat(expires) if isinstance(expires, datetime) else expires,
         "ticket": ticket,
+        "phase": phase,
+        "lease": isoformat(lease) if isinstance(lease, datetime) else lease,
+        "holder": holder,
+        "power": power,
     }
 
 
@@ -123,9 +144,12 @@ def split_description(description):
         return text, None
     try:
         parse_time(marker["created"])
-        if marker.get("expires"):
-            parse_time(marker["expires"])
+        for key in ("expires", "lease"):
+            if marker.get(key):
+                parse_time(marker[key])
     except ValueError:
+        return text, None
+    if marker.get("phase") and marker["phase"] not in PHASES:
         return text, None
     for key in MARKER_KEYS:
         marker.setdefault(key, None)
@@ -146,3 +170,10 @@ def is_expired(marker, now=None):
     if not marker or not marker.get("expires"):
         return False
     return parse_time(marker["expires"]) <= (now or utcnow())
+
+
+def lease_live(marker, now=None):
+    """True while a pending run's lease has not run out."""
+    if not marker or marker.get("phase") != PENDING or not marker.get("lease"):
+        return False
+    return parse_time(marker["lease"]) > (now or utcnow())

@@ -1,0 +1,416 @@
+# -*- coding: utf-8 -*-
+# Copyright: prechange.snapshots contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Action plugin of prechange.snapshots.workflow: the roles' one call per endpoint, on the controller.
+
+Three steps make one workflow call:
+
+* ``request`` (every host): checks the host's role inputs and collects its connection variables
+  (``prechange_<provider>_<option>``), in the host's own variable context; publishes them as a
+  fact for the next step.
+* ``run`` (``run_once``): groups the play batch's requests by endpoint, opens one API session per
+  endpoint (connection variables over the play's ``module_defaults`` groups over the modules'
+  environment variables, exactly as the modules resolve them) and acts on every VM concurrently
+  through the engine (``module_utils/_workflow.py``). It returns one result per host.
+* ``publish`` (every host): turns the host's own result into the role's documented facts, or
+  fails the host with the engine's message, unchanged.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import secrets
+import sys
+import traceback
+
+from ansible.errors import AnsibleActionFail
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.common.parameters import remove_values
+from ansible.module_utils.parsing.convert_bool import boolean
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.prechange.snapshots.plugins.module_utils._errors import InvalidRequest, SnapshotError
+from ansible_collections.prechange.snapshots.plugins.module_utils._marker import (
+    isoformat,
+    parse_duration,
+    resolve_expiry,
+)
+from ansible_collections.prechange.snapshots.plugins.module_utils._module import (
+    default_creator,
+    new_run_id,
+    snapshot_argument_spec,
+)
+from ansible_collections.prechange.snapshots.plugins.module_utils._workflow import (
+    ADOPT_CHOICES,
+    DECISIONS,
+    KINDS,
+    POLICY_ACTIONS,
+    check_expiry,
+    failure,
+    group_requests,
+    parse_lease,
+    prune_group,
+    run_group,
+)
+from ansible_collections.prechange.snapshots.plugins.plugin_utils._in_process import _environment
+
+# provider -> (module_utils file, backend class, import error name)
+PROVIDERS = {
+    "libvirt": ("_libvirt", "LibvirtBackend", "LIBVIRT_IMPORT_ERROR", "libvirt-python"),
+    "proxmox": ("_proxmox", "ProxmoxBackend", "PROXMOXER_IMPORT_ERROR", "proxmoxer"),
+    "vmware": ("_vmware", "VmwareBackend", "PYVMOMI_IMPORT_ERROR", "pyvmomi"),
+}
+POWER_STATES = ("recorded", "snapshot", "running", "paused", "stopped")
+FACT = "__prechange_%s_request"
+
+
+def provider_module(provider):
+    name = PROVIDERS[provider][0]
+    return importlib.import_module("ansible_collections.prechange.snapshots.plugins.module_utils." + name)
+
+
+def provider_spec(provider):
+    """The options a provider's snapshot module accepts (and their env fallbacks), and its rules."""
+    module = provider_module(provider)
+    spec = snapshot_argument_spec()
+    spec.update(module.connection_argument_spec())
+    if hasattr(module, "snapshot_extra_spec"):
+        spec.update(module.snapshot_extra_spec())
+    kwargs = module.connection_module_kwargs() if hasattr(module, "connection_module_kwargs") else {}
+    return spec, kwargs
+
+
+def _vm_name(result):
+    """A result's VM name: a dict on success, the name itself on failure."""
+    vm = result.get("vm")
+    return vm.get("name") if isinstance(vm, dict) else vm
+
+
+def _bad(host, what, hint):
+    return InvalidRequest(what, hint=hint + "; nothing was changed", vm=host)
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _VALID_ARGS = frozenset(("step", "kind", "request", "hosts", "run_id", "holder", "results"))
+    _supports_check_mode = True
+
+    def run(self, tmp=None, task_vars=None):
+        task_vars = task_vars or {}
+        result = super().run(tmp, task_vars)
+        step, kind = self._task.args.get("step"), self._task.args.get("kind")
+        if step == "start":
+            result.update(self._start(task_vars))
+            return result
+        if kind not in KINDS or step not in ("request", "run", "publish"):
+            raise AnsibleActionFail("workflow: step must be start, request, run or publish and kind one of %s"
+                                    % ", ".join(KINDS))
+        try:
+            result.update(getattr(self, "_" + step)(kind, task_vars))
+        except (AnsibleActionFail, SnapshotError):
+            raise
+        except Exception as error:  # pylint: disable=broad-except
+            # A bug, not a hypervisor answer: report it like a module crash, with the traceback for -vvv.
+            return {"failed": True, "msg": "workflow %s %s raised %s: %s" % (step, kind, type(error).__name__, error),
+                    "exception": traceback.format_exc()}
+        return result
+
+    # --- start: one run id and one lease holder for the whole ansible-playbook run -----------------------
+
+    def _start(self, task_vars):
+        """Kept as facts of localhost, so every serial batch of the play shares them."""
+        wanted = self._task.args.get("run_id") or None
+        localhost = (task_vars.get("hostvars") or {}).get("localhost") or {}
+        known = (localhost.get("ansible_facts") or {}).get("prechange_run") or {}
+        if known.get("run_id") and (wanted is None or wanted == known["run_id"]):
+            return {"changed": False, "ansible_facts": {"prechange_run": known}}
+        run = {"run_id": wanted or new_run_id(),
+               "holder": "%s:%s:%s" % (default_creator(), os.getppid(), secrets.token_hex(3))}
+        return {"changed": False, "ansible_facts": {"prechange_run": run}}
+
+    # --- request: one host's inputs, checked in its own variable context -------------------------------
+
+    def _request(self, kind, task_vars):
+        raw = dict(self._task.args.get("request") or {})
+        host = task_vars.get("inventory_hostname")
+        try:
+            request = self._check_request(kind, raw, host, task_vars)
+        except SnapshotError as error:
+            return {"failed": True, "msg": error.message}
+        # The request holds connection secrets: keep them out of the task's displayed result.
+        return {"changed": False, "ansible_facts": {FACT % kind: request}, "_ansible_no_log": True}
+
+    def _check_request(self, kind, raw, host, task_vars):
+        provider = raw.get("provider")
+        if kind == "settle":
+            # The record says which provider and VM: check it first, for the clearest message.
+            probe = dict(raw)
+            self._check_settle(probe, host)
+            provider, raw["vm"] = probe["provider"], probe["vm"]
+        if provider not in PROVIDERS:
+            raise _bad(host, "the provider is '%s'" % (provider or ""),
+                       "Set prechange_provider to one of %s for host %s" % (", ".join(sorted(PROVIDERS)), host))
+        vm = str(raw.get("vm") or "").strip()
+        if not vm and kind != "prune":
+            raise _bad(host, "no VM is named", "Set prechange_vm (default: the inventory hostname)")
+        request = dict(raw, provider=provider, vm=vm, connection=self._connection_vars(provider, task_vars))
+        getattr(self, "_check_" + kind)(request, host)
+        return request
+
+    def _connection_vars(self, provider, task_vars):
+        """``prechange_<provider>_<option>`` variables, templated, as module option names."""
+        prefix = "prechange_%s_" % provider
+        spec, _kwargs = provider_spec(provider)
+        found = {}
+        for name in list(task_vars):
+            if not name.startswith(prefix):
+                continue
+            option = name[len(prefix):]
+            if option not in spec:
+                raise InvalidRequest("unknown connection variable %s" % name,
+                                     hint="Use prechange_%s_<option> with an option of prechange.snapshots.%s_snapshot"
+                                          " (%s)" % (provider, provider, ", ".join(sorted(spec))))
+            value = self._templar.template(task_vars[name])
+            if value is not None:
+                found[option] = value
+        return found
+
+    @staticmethod
+    def _check_snapshot(request, host):
+        name = str(request.get("name") or "")
+        if not name or "/" in name or "\n" in name:
+            raise _bad(host, "the snapshot name template rendered '%s', which is not a usable snapshot name" % name,
+                       "Set snapshot_name to a non-empty name without '/' or newlines")
+        request["name"] = name
+        try:
+            expires = resolve_expiry(request.get("expires") or None)
+            check_expiry(expires)
+        except ValueError as error:
+            raise _bad(host, "snapshot_expires: %s" % error, "Use a duration like 7d or a future ISO 8601 timestamp")
+        except InvalidRequest as error:
+            raise _bad(host, "snapshot_expires: %s" % error.reason, error.hint.split(";")[0])
+        request["expires"] = isoformat(expires)
+        request["lease_seconds"] = parse_lease(request.get("lease") or "2h").total_seconds()
+        policy = dict(request.get("policy") or {})
+        if policy.get("action", "fail") not in POLICY_ACTIONS:
+            raise _bad(host, "snapshot_policy_action is '%s'" % policy.get("action"), "Use fail or warn")
+        max_age = policy.get("max_age")
+        if max_age:
+            try:
+                policy["max_age_seconds"] = parse_duration(max_age).total_seconds()
+            except ValueError as error:
+                raise _bad(host, "snapshot_policy_max_age: %s" % error, "Use a duration like 12h, 7d or 2w")
+        for key in ("max_count", "max_depth", "min_free_gb"):
+            try:
+                policy[key] = float(policy.get(key) or 0) if key == "min_free_gb" else int(policy.get(key) or 0)
+            except (TypeError, ValueError):
+                raise _bad(host, "snapshot_policy_%s is '%s'" % (key, policy.get(key)), "Use a number (0: no limit)")
+        request["policy"] = policy
+        if request.get("adopt", "run") not in ADOPT_CHOICES:
+            raise _bad(host, "snapshot_adopt is '%s'" % request.get("adopt"), "Use run or ticket")
+        if request.get("memory") in ("", "None"):
+            request["memory"] = None
+        for key in ("quiesce", "strict", "takeover", "check_only"):
+            request[key] = boolean(request.get(key) or False, strict=False)
+        if request.get("memory") is not None:
+            request["memory"] = boolean(request["memory"], strict=False)
+        for key in ("timeout", "concurrency"):
+            try:
+                if int(request.get(key) or 1) < 1:
+                    raise ValueError
+            except (TypeError, ValueError):
+                raise _bad(host, "snapshot_%s is '%s'" % (key, request.get(key)), "Use a positive number")
+
+    @staticmethod
+    def _check_settle(request, host):
+        record = request.get("record")
+        if not isinstance(record, dict) or not all(record.get(k) for k in ("provider", "vm", "name", "run_id")):
+            raise _bad(host, "there is no complete snapshot record for host %s (got %s); without it nothing is "
+                             "reverted or deleted" % (host, record),
+                       "Run the snapshot role first, or use the revert playbook with revert_or_prune_run_id")
+        request["provider"], request["vm"] = record["provider"], str(record["vm"])
+        ActionModule._check_choices(request, host)
+
+    @staticmethod
+    def _check_choices(request, host):
+        if request.get("action", "auto") not in ("auto",) + DECISIONS:
+            raise _bad(host, "revert_or_prune_action is '%s'" % request.get("action"),
+                       "Use auto, %s" % ", ".join(DECISIONS))
+        if request.get("on_success", "delete") not in ("delete", "keep"):
+            raise _bad(host, "revert_or_prune_on_success is '%s'" % request.get("on_success"), "Use delete or keep")
+        if request.get("power_state", "recorded") not in POWER_STATES:
+            raise _bad(host, "revert_or_prune_power_state is '%s'" % request.get("power_state"),
+                       "Use %s" % ", ".join(POWER_STATES))
+        if request.get("verify_passed") in ("", "None"):
+            request["verify_passed"] = None
+        if request.get("verify_passed") is not None:
+            request["verify_passed"] = boolean(request["verify_passed"], strict=False)
+        request["change_failed"] = boolean(request.get("change_failed") or False, strict=False)
+
+    @staticmethod
+    def _check_lookup(request, host):
+        if not (request.get("run_id") or request.get("snapshot_name")):
+            raise _bad(host, "no snapshot is named", "Set revert_or_prune_run_id and/or revert_or_prune_snapshot_name")
+        if request.get("action") in (None, "", "auto"):
+            request["action"] = "revert"
+        ActionModule._check_choices(request, host)
+
+    @staticmethod
+    def _check_prune(request, host):
+        if request.get("select", "expired") not in ("expired", "owned"):
+            raise _bad(host, "revert_or_prune_prune_select is '%s'" % request.get("select"), "Use expired or owned")
+        if request.get("scope", "hosts") not in ("hosts", "endpoint"):
+            raise _bad(host, "revert_or_prune_prune_scope is '%s'" % request.get("scope"), "Use hosts or endpoint")
+        if not request.get("vm"):
+            raise _bad(host, "no VM is named", "Set prechange_vm (default: the inventory hostname)")
+
+    # --- run: one API session per endpoint, every VM at once -----------------------------------------------
+
+    def _run(self, kind, task_vars):
+        hostvars = task_vars.get("hostvars") or {}
+        hosts = self._task.args.get("hosts") or task_vars.get("ansible_play_batch") or []
+        run_id = self._task.args.get("run_id") or (new_run_id() if kind == "snapshot" else None)
+        holder = self._task.args.get("holder") or "%s:%s:%s" % (default_creator(), os.getppid(), secrets.token_hex(3))
+        check_mode = bool(self._task.check_mode)
+        requests, results = {}, {}
+        for host in hosts:
+            request = (hostvars.get(host) or {}).get(FACT % kind)
+            if not isinstance(request, dict):
+                results[host] = {"failed": True, "changed": False,
+                                 "msg": "workflow: no %s request for host %s (its request step did not run)"
+                                        % (kind, host)}
+            else:
+                requests[host] = request
+        environment = {}
+        self._compute_environment_string(raw_environment_out=environment)
+        no_log_values = set()
+        with _environment(environment):
+            for provider, connection, items in group_requests(requests):
+                results.update(self._run_group(provider, connection, items, kind, check_mode, run_id, holder,
+                                               no_log_values))
+        out = {
+            "changed": any(r.get("changed") for r in results.values()),
+            "hosts": remove_values(results, no_log_values),
+            "run_id": run_id,
+            "holder": holder,
+            "ansible_facts": {"prechange_run": {"run_id": run_id, "holder": holder}} if kind == "snapshot" else {},
+        }
+        return out
+
+    def _run_group(self, provider, connection, items, kind, check_mode, run_id, holder, no_log_values):
+        verb = {"snapshot": "create", "prune": "prune"}.get(kind, "find")
+        hosts = [host for host, _request in items]
+
+        def everyone_fails(error):
+            return {host: failure(error, verb, request["vm"], request.get("name") or
+                                  (request.get("record") or {}).get("name"), provider) for host, request in items}
+
+        module = provider_module(provider)
+        import_error = getattr(module, PROVIDERS[provider][2])
+        if import_error:
+            return {host: {"failed": True, "changed": False,
+                           "msg": "Failed to import the required Python library (%s) on the controller's Python %s. "
+                                  "Install it there (the roles' API calls run on the controller)."
+                                  % (PROVIDERS[provider][3], sys.executable), "exception": import_error}
+                    for host in hosts}
+        spec, kwargs = provider_spec(provider)
+        args = dict(self._module_defaults(provider))
+        args.update(connection)
+        validation = ArgumentSpecValidator(spec, **{k: v for k, v in kwargs.items()}).validate(args)
+        no_log_values.update(validation._no_log_values)  # pylint: disable=protected-access
+        if validation.errors.errors:
+            return everyone_fails(InvalidRequest(validation.errors.msg,
+                                                 hint="Check the prechange_%s_* variables or the play's "
+                                                      "module_defaults for group/prechange.snapshots.%s"
+                                                      % (provider, provider)))
+        params = validation.validated_parameters
+        backend_class = getattr(module, PROVIDERS[provider][1])
+        warnings = []
+        try:
+            with backend_class(params, warn=warnings.append) as backend:
+                if kind == "prune":
+                    found = prune_group(backend, items, check_mode)
+                else:
+                    found = run_group(backend, items, kind, check_mode, run_id=run_id, holder=holder)
+        except SnapshotError as error:
+            return everyone_fails(error)
+        # The engine warns through one callback per session: a warning naming a VM goes to its host,
+        # any other to every host of the endpoint.
+        names = {host: {"'%s'" % request.get("vm"), "'%s'" % _vm_name(found.get(host) or {})}
+                 for host, request in items}
+        for warning in warnings:
+            owners = [host for host in hosts if any(name in warning for name in names[host])] or hosts
+            for host in owners:
+                found.setdefault(host, {}).setdefault("warnings", []).append(warning)
+        return found
+
+    def _module_defaults(self, provider):
+        """The play's module_defaults for this provider's group and snapshot module, templated."""
+        merged = {}
+        for entry in self._task.module_defaults or []:
+            merged.update(entry)
+        args = {}
+        for key in ("group/prechange.snapshots.%s" % provider, "prechange.snapshots.%s_snapshot" % provider):
+            args.update(merged.get(key) or {})
+        return self._templar.template(args) if args else {}
+
+    # --- publish: one host's facts, or its failure -----------------------------------------------------------
+
+    def _publish(self, kind, task_vars):
+        host = task_vars.get("inventory_hostname")
+        everything = self._task.args.get("results") or {}
+        mine = (everything.get("hosts") or {}).get(host)
+        if not isinstance(mine, dict):
+            return {"failed": True, "msg": "workflow: the %s call returned no result for host %s%s"
+                    % (kind, host, ": " + everything["msg"] if everything.get("msg") else "")}
+        out = {"changed": bool(mine.get("changed"))}
+        if mine.get("warnings"):
+            out["warnings"] = list(mine["warnings"])
+        if mine.get("failed"):
+            out.update({k: v for k, v in mine.items() if k not in ("changed", "warnings")})
+            out["failed"] = True
+            return out
+        request = (task_vars.get("hostvars", {}).get(host) or {}).get(FACT % kind) or {}
+        out["ansible_facts"] = getattr(self, "_facts_" + kind)(mine, request, everything)
+        return out
+
+    @staticmethod
+    def _facts_snapshot(mine, request, everything):
+        snap = mine.get("snapshot") or {}
+        owner = snap.get("owner") or {}
+        record = {
+            "provider": request.get("provider"), "vm": request.get("vm"),
+            "vm_name": (mine.get("vm") or {}).get("name"), "vm_id": (mine.get("vm") or {}).get("id"),
+            "power_state": mine.get("power_state"), "name": snap.get("name"), "id": snap.get("id"),
+            "created": snap.get("created"), "memory": snap.get("memory"), "owner": owner or None,
+            "run_id": owner.get("run") or everything.get("run_id"), "play_run_id": everything.get("run_id"),
+            "action": mine.get("action"), "adopted": mine.get("action") == "adopted",
+            "predicted": bool(mine.get("predicted")), "checked_only": mine.get("action") == "checked",
+        }
+        return {"snapshot_record": record, "snapshot_run_id": everything.get("run_id"),
+                "snapshot_warnings": list(mine.get("warnings") or [])}
+
+    @staticmethod
+    def _facts_settle(mine, request, everything):
+        snap = mine.get("snapshot") or {}
+        summary = {
+            "action": mine.get("action"), "reason": mine.get("reason"), "snapshot": snap.get("name"),
+            "snapshot_id": snap.get("id"), "vm": (mine.get("vm") or {}).get("name") or request.get("vm"),
+            "provider": request.get("provider"), "power_state": mine.get("power_state"),
+            "expires": (snap.get("owner") or {}).get("expires"), "warnings": list(mine.get("warnings") or []),
+        }
+        facts = {"revert_or_prune_result": mine.get("action"), "revert_or_prune_summary": summary}
+        if mine.get("record"):
+            facts["revert_or_prune_record"] = dict(mine["record"], provider=request.get("provider"),
+                                                   vm=request.get("vm"))
+        return facts
+
+    _facts_lookup = _facts_settle
+
+    @staticmethod
+    def _facts_prune(mine, request, everything):
+        return {"revert_or_prune_pruned": {"deleted": mine.get("deleted") or [], "held": mine.get("held") or [],
+                                           "others": mine.get("others") or []}}
+

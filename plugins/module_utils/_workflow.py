@@ -1,0 +1,629 @@
+# -*- coding: utf-8 -*-
+# Copyright: prechange.snapshots contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The maintenance workflow's decisions, on top of the snapshot engine.
+
+This is an internal module of the prechange.snapshots collection; it is not a public API
+and may change without notice.
+
+Everything the roles used to compute in templates is decided here, per VM, from what the
+hypervisor itself reports (the snapshot tree and each snapshot's ownership marker), so that
+any controller reaches the same decision:
+
+* ``plan_begin``: before a change, may this run take the VM? Refuse a VM held by another
+  run's live lease; adopt an interrupted run's pending snapshot only when it is provably the
+  same change; apply the policy limits; otherwise create.
+* ``begin``: carry the plan out (create with a ``pending`` marker and a lease), and back off
+  if another run took the same VM at the same moment.
+* ``decide``: the verdict of the change: revert, delete, keep, or release.
+* ``settle``: act on exactly the recorded snapshot (identity checked in the same call that acts)
+  and record the run's phase in its marker.
+* ``find_run_snapshot`` and ``select_prunable``: the revert and prune playbooks' choices.
+
+Backends are used only through ``SnapshotBackend``; check mode is honoured by calling no
+mutating method.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Optional
+
+from ansible_collections.prechange.snapshots.plugins.module_utils._errors import (
+    AmbiguousSnapshot,
+    InvalidRequest,
+    PrecheckFailed,
+    SnapshotError,
+    SnapshotNotFound,
+)
+from ansible_collections.prechange.snapshots.plugins.module_utils._marker import (
+    PENDING,
+    is_expired,
+    isoformat,
+    join_description,
+    lease_live,
+    make_marker,
+    parse_duration,
+    parse_time,
+    utcnow,
+)
+from ansible_collections.prechange.snapshots.plugins.module_utils._snapshot import (
+    SnapshotParams,
+    ensure,
+    error_fields,
+)
+
+DECISIONS = ("revert", "delete", "keep", "release")
+# The phase a snapshot's marker records after each decision (a deleted snapshot has none).
+PHASE_AFTER = {"revert": "reverted", "keep": "verified", "delete": "verified", "release": "released"}
+ADOPT_CHOICES = ("run", "ticket")
+POLICY_ACTIONS = ("fail", "warn")
+GIB = 1024 ** 3
+
+
+class RunConflict(PrecheckFailed):
+    """Another run holds the VM, or left a snapshot without a verdict; nothing was changed."""
+
+
+class IdentityMismatch(PrecheckFailed):
+    """The recorded snapshot is not on the VM as recorded (missing, duplicated or another owner)."""
+
+
+@dataclass
+class Policy:
+    """Limits over the snapshots a VM already has; 0 / None means no limit."""
+
+    max_count: int = 0
+    max_age: Optional[timedelta] = None
+    max_depth: int = 0
+    min_free_gb: float = 0
+    action: str = "fail"
+
+
+@dataclass
+class BeginRequest:
+    """What the snapshot step asks for one VM."""
+
+    name: str
+    run_id: str
+    holder: str
+    lease: timedelta
+    description: str = ""
+    ticket: Optional[str] = None
+    creator: Optional[str] = None
+    expires: Optional[object] = None  # aware datetime or None
+    memory: Optional[bool] = None
+    quiesce: bool = False
+    strict: bool = False
+    timeout: Optional[float] = None
+    options: dict = field(default_factory=dict)
+    adopt: str = "run"
+    takeover: bool = False
+    policy: Policy = field(default_factory=Policy)
+    check_only: bool = False
+
+
+@dataclass
+class Plan:
+    """``plan_begin``'s answer: create, adopt (``snapshot``) or refuse (``error``)."""
+
+    action: str
+    snapshot: object = None
+    error: Optional[SnapshotError] = None
+    warnings: list = field(default_factory=list)
+
+
+def _who(marker):
+    ticket = marker.get("ticket")
+    return "run %s%s" % (marker.get("run"), " (ticket %s)" % ticket if ticket else "")
+
+
+def policy_violations(snapshots, policy, free_bytes=None, now=None):
+    """The policy limits the VM's existing snapshots break, and the checks that could not run."""
+    now = now or utcnow()
+    violations, notes = [], []
+    if policy.max_count and len(snapshots) >= policy.max_count:
+        violations.append("the VM has %d snapshots, policy allows at most %d before a new one"
+                          % (len(snapshots), policy.max_count))
+    if policy.max_age:
+        ages = [s.age_seconds(now) for s in snapshots if s.created is not None]
+        if ages and max(ages) > policy.max_age.total_seconds():
+            violations.append("the oldest snapshot is %ds old, policy allows %ds"
+                              % (max(ages), policy.max_age.total_seconds()))
+    depth = max([s.depth for s in snapshots] or [0])
+    if policy.max_depth and depth + 1 > policy.max_depth:
+        violations.append("the snapshot chain is %d deep, policy allows at most %d with the new one"
+                          % (depth, policy.max_depth))
+    if policy.min_free_gb:
+        if free_bytes is None:
+            notes.append("free space is not reported here; the free-space check was skipped")
+        elif free_bytes < policy.min_free_gb * GIB:
+            violations.append("only %.1f GiB free, policy wants %s GiB" % (free_bytes / GIB, policy.min_free_gb))
+    return violations, notes
+
+
+def plan_begin(snapshots, request, now=None, free_bytes=None):
+    """Decide, from the VM's snapshot tree alone, whether this run may take the VM."""
+    now = now or utcnow()
+    pending = [s for s in snapshots if s.owner and s.owner.get("phase") == PENDING]
+    held = [s for s in pending if lease_live(s.owner, now)
+            and not (s.owner.get("run") == request.run_id
+                     and (s.owner.get("holder") == request.holder or request.takeover))]
+    if held:
+        snap = held[0]
+        return Plan("refuse", error=RunConflict(
+            "the VM is held by maintenance %s until %s: its snapshot '%s' (id %s) is waiting for that run's "
+            "verdict" % (_who(snap.owner), snap.owner.get("lease"), snap.name, snap.id),
+            hint="Let that run finish, or wait until its lease ends; nothing was changed",
+            details={"holder_run": snap.owner.get("run"), "holder_ticket": snap.owner.get("ticket"),
+                     "lease": snap.owner.get("lease"), "held_snapshot": snap.name}))
+
+    def same_change(marker):
+        if marker.get("run") == request.run_id:
+            return True
+        return request.adopt == "ticket" and bool(request.ticket) and marker.get("ticket") == request.ticket
+
+    ours = [s for s in pending if same_change(s.owner)]
+    foreign = [s for s in pending if not same_change(s.owner)]
+    if foreign:
+        snap = foreign[0]
+        run = snap.owner.get("run")
+        return Plan("refuse", error=RunConflict(
+            "maintenance %s was interrupted: its snapshot '%s' (id %s) has no verdict and its lease ended at %s"
+            % (_who(snap.owner), snap.name, snap.id, snap.owner.get("lease") or "an unknown time"),
+            hint="Either revert to it (ansible-playbook prechange.snapshots.revert -e revert_or_prune_run_id=%s), "
+                 "or accept that run's change and release the snapshot (ansible-playbook prechange.snapshots.revert "
+                 "-e revert_or_prune_run_id=%s -e revert_action=release), or resume that run with "
+                 "-e prechange_run_id=%s; nothing was changed" % (run, run, run),
+            details={"interrupted_run": run, "interrupted_ticket": snap.owner.get("ticket"),
+                     "interrupted_snapshot": snap.name}))
+    if len(ours) > 1:
+        return Plan("refuse", error=AmbiguousSnapshot(
+            "%d snapshots of this change are waiting for a verdict (%s)"
+            % (len(ours), ", ".join("'%s' id %s" % (s.name, s.id) for s in ours)),
+            hint="Revert to or release all but one with the revert playbook; nothing was changed"))
+    if ours:
+        return Plan("adopt", snapshot=ours[0])
+
+    same_name = [s for s in snapshots if s.name == request.name]
+    if same_name:
+        snap = same_name[0]
+        if snap.owner and snap.owner.get("run") == request.run_id:
+            why = "run %s already reached its verdict for it (%s)" % (request.run_id, snap.owner.get("phase") or
+                                                                     "recorded before runs kept a phase")
+            hint = "Start a new run (leave prechange_run_id unset) or choose another snapshot_name; nothing was changed"
+        elif snap.owner:
+            why = "it belongs to maintenance %s" % _who(snap.owner)
+            hint = "Choose another snapshot_name; nothing was changed"
+        else:
+            why = "it was not made by this collection"
+            hint = "Choose another snapshot_name; nothing was changed"
+        return Plan("refuse", error=RunConflict("the VM already has a snapshot named '%s' (id %s): %s"
+                                                % (request.name, snap.id, why), hint=hint))
+
+    violations, notes = policy_violations(snapshots, request.policy, free_bytes, now)
+    if violations and request.policy.action == "fail":
+        return Plan("refuse", error=PrecheckFailed(
+            "the VM breaks the snapshot policy: %s" % "; ".join(violations),
+            hint="Remove old snapshots, or change the snapshot_policy_* limits; nothing was changed",
+            details={"violations": violations}))
+    return Plan("create", warnings=notes + ["snapshot policy: %s" % v for v in violations])
+
+
+def begin(backend, vm, request, check_mode, now=None):
+    """Prechecks, then adopt or create this run's pending snapshot of one VM. Returns a result dict."""
+    now = now or utcnow()
+    snapshots = backend.list_snapshots(vm)
+    plan = plan_begin(snapshots, request, now, free_bytes=vm.extra.get("free_space_bytes"))
+    if plan.action == "refuse":
+        raise plan.error
+    if plan.action == "adopt":
+        snap = plan.snapshot
+        if not check_mode and not request.check_only:
+            # Take the lease over: from now on this process holds the VM.
+            marker = dict(snap.owner, lease=isoformat(now + request.lease), holder=request.holder)
+            backend.update(vm, snap, description=join_description(snap.description, marker), timeout=request.timeout)
+            snap.owner = marker
+        return _begin_result(vm, snap, "adopted", snap.owner.get("power") or vm.power_state, plan.warnings,
+                             predicted=False)
+
+    marker = make_marker(run=request.run_id, creator=request.creator, created=now, expires=request.expires,
+                         ticket=request.ticket, phase=PENDING, lease=now + request.lease, holder=request.holder,
+                         power=vm.power_state)
+    params = SnapshotParams(state="present", name=request.name, description=request.description,
+                            memory=request.memory, quiesce=request.quiesce, strict=request.strict,
+                            marker=marker, timeout=request.timeout, options=dict(request.options))
+    dry = check_mode or request.check_only
+    outcome = ensure(backend, vm, params, dry)  # the provider's own prechecks run here, in both modes
+    if dry:
+        return _begin_result(vm, outcome.snapshot, "checked" if request.check_only else "created",
+                             vm.power_state, plan.warnings, predicted=True)
+    made = outcome.snapshot
+    _back_off_if_raced(backend, vm, made, request, now)
+    return _begin_result(vm, made, "created", vm.power_state, plan.warnings, predicted=False)
+
+
+def _back_off_if_raced(backend, vm, made, request, now):
+    """Two runs that listed the VM at the same moment may both have created: the later one backs off.
+
+    Whoever sees another holder's live pending snapshot next to its own after creating deletes its
+    own (identified by id) and refuses. A run that listed before the other created sees nothing
+    and keeps its snapshot, so at least one run backs off and none is left with two snapshots.
+    """
+    rivals = [s for s in backend.list_snapshots(vm)
+              if s.owner and s.owner.get("phase") == PENDING and lease_live(s.owner, now)
+              and s.owner.get("holder") != request.holder and s.id != made.id]
+    if not rivals:
+        return
+    backend.delete(vm, made, False, request.timeout)
+    rival = rivals[0]
+    raise RunConflict(
+        "maintenance %s took the VM at the same moment (its snapshot '%s', id %s); this run's own snapshot was "
+        "deleted again" % (_who(rival.owner), rival.name, rival.id),
+        hint="Let that run finish, then run again; the VM was not changed")
+
+
+def _begin_result(vm, snap, action, power_state, warnings, predicted):
+    result = snap.to_result() if snap is not None else {}
+    return {
+        "action": action,
+        "changed": action in ("created", "adopted"),
+        "predicted": predicted,
+        "vm": vm.to_result(),
+        "snapshot": result,
+        "power_state": power_state,
+        "warnings": list(warnings),
+    }
+
+
+# --- the verdict --------------------------------------------------------------------------------------
+
+
+def verdict_for(record, verdict):
+    """The verdict's ``passed`` when it belongs to this record's snapshot, else None (no verdict).
+
+    A verdict taken before this run's snapshot, or for another snapshot, does not count.
+    """
+    if not isinstance(verdict, dict) or verdict.get("passed") is None:
+        return None
+    if not record or str(verdict.get("snapshot_id")) != str(record.get("id")):
+        return None
+    if verdict.get("run_id") != record.get("run_id"):
+        return None
+    return bool(verdict["passed"])
+
+
+def decide(action, change_failed, passed, on_success):
+    """revert / delete / keep / release, with the reason in words."""
+    if action and action != "auto":
+        return action, "asked for (%s)" % action
+    if change_failed:
+        return "revert", "the change failed"
+    if passed is None:
+        return "keep", "no verdict belongs to this run's snapshot (the checks did not run after it)"
+    if not passed:
+        return "revert", "the checks failed"
+    return on_success, "the checks passed"
+
+
+def guard(snapshots, expected, vm, provider):
+    """The one snapshot the run recorded: same name, same id, same run; anything else refuses."""
+    name, snap_id, run = expected.get("name"), expected.get("id"), expected.get("run_id")
+    matches = [s for s in snapshots if s.name == name]
+    if len(matches) == 1:
+        snap = matches[0]
+        owner_run = (snap.owner or {}).get("run")
+        if (snap_id in (None, "") or str(snap.id) == str(snap_id)) and owner_run == run:
+            return snap
+        why = "its id is %s and its run %s" % (snap.id, owner_run or "none (not ours)")
+    elif not matches:
+        raise SnapshotNotFound(
+            "the snapshot this run recorded (id %s, run %s) is not on the VM (existing: %s)"
+            % (snap_id, run, ", ".join(s.name for s in snapshots) or "none"),
+            vm=vm, snapshot=name, provider=provider, hint="Nothing was changed")
+    else:
+        why = "%d snapshots share the name (ids %s)" % (len(matches), ", ".join(str(s.id) for s in matches))
+    raise IdentityMismatch(
+        "refusing to act: this run recorded id %s of run %s, but %s" % (snap_id, run, why),
+        vm=vm, snapshot=name, provider=provider, hint="Inspect the VM's snapshots; nothing was changed")
+
+
+def revert_power(requested, recorded, memory):
+    """The power state to ask the provider for after a revert.
+
+    ``recorded`` (the default) brings the VM back in the power state it had when the snapshot was
+    taken; a disk-only snapshot of a running VM is booted (its memory was not kept).
+    """
+    if requested != "recorded":
+        return requested
+    if recorded in ("running", "paused"):
+        return recorded
+    if recorded in ("stopped", "suspended"):
+        return "stopped"
+    return "snapshot"
+
+
+def settle(backend, vm, expected, decision, power_state, check_mode, timeout=None, now=None):
+    """Act on exactly the recorded snapshot: revert, delete, keep or release; record the phase."""
+    now = now or utcnow()
+    if decision not in DECISIONS:
+        raise InvalidRequest("unknown decision '%s'" % decision, hint="Use revert, delete, keep or release")
+    snapshots = backend.list_snapshots(vm)
+    snap = guard(snapshots, expected, vm.name, backend.provider)
+    owner = dict(snap.owner or {})
+    power = revert_power(power_state, owner.get("power") or expected.get("power_state"), snap.memory)
+    result = {"action": {"revert": "reverted", "delete": "deleted", "keep": "kept", "release": "released"}[decision],
+              "changed": decision in ("revert", "delete") or owner.get("phase") != PHASE_AFTER[decision],
+              "vm": vm.to_result(), "snapshot": snap.to_result(now), "power_state": power, "warnings": []}
+    if check_mode and decision == "revert" and power in ("running", "paused") and not snap.memory:
+        # A real revert says so through the engine's warning.
+        result["warnings"].append(
+            "Snapshot '%s' of VM '%s' has no memory state; the VM boots from the snapshot's disks" % (snap.name, vm.name))
+    if check_mode:
+        return result
+    marker = dict(owner, phase=PHASE_AFTER[decision], lease=None, holder=None)
+    if decision == "revert":
+        params = SnapshotParams(state="reverted", name=snap.name, revert_power_state=power, timeout=timeout)
+        outcome = ensure(backend, vm, params, False)
+        result["vm"] = outcome.vm.to_result()
+        snap = outcome.snapshot or snap
+    # The verdict goes on the platform before a delete, so that a failed delete leaves a snapshot
+    # no later run takes for an interrupted one.
+    if owner.get("run"):
+        backend.update(vm, snap, description=join_description(snap.description, marker), timeout=timeout)
+        snap.owner = marker
+    if decision == "delete":
+        backend.delete(vm, snap, False, timeout)
+    result["snapshot"] = snap.to_result(now)
+    return result
+
+
+# --- revert and prune playbooks -----------------------------------------------------------------------
+
+
+def find_run_snapshot(snapshots, run_id=None, name=None, vm=None, provider=None):
+    """The one snapshot of ours matching the run id and/or name (for the revert playbook)."""
+    if not run_id and not name:
+        raise InvalidRequest("say which snapshot: a run id and/or a snapshot name",
+                             hint="Set revert_or_prune_run_id and/or revert_or_prune_snapshot_name")
+    found = [s for s in snapshots if s.owner
+             and (not run_id or s.owner.get("run") == run_id) and (not name or s.name == name)]
+    if len(found) != 1:
+        raise (SnapshotNotFound if not found else AmbiguousSnapshot)(
+            "%d snapshots of this collection match run '%s' name '%s' (%s); exactly one is needed"
+            % (len(found), run_id or "*", name or "*", ", ".join(s.name for s in found) or "none"),
+            vm=vm, snapshot=name, provider=provider, hint="Nothing was changed")
+    return found[0]
+
+
+def select_prunable(snapshots, select="expired", run_id=None, name_pattern=None, now=None):
+    """Our snapshots to delete: expired (or all of ours), never one a live run still holds."""
+    now = now or utcnow()
+    chosen, held = [], []
+    for snap in snapshots:
+        if not snap.owner:
+            continue
+        if run_id and snap.owner.get("run") != run_id:
+            continue
+        if name_pattern and not fnmatch.fnmatchcase(snap.name, name_pattern):
+            continue
+        if select == "expired" and not is_expired(snap.owner, now):
+            continue
+        if snap.owner.get("phase") == PENDING and lease_live(snap.owner, now):
+            held.append(snap)
+            continue
+        chosen.append(snap)
+    chosen.sort(key=lambda s: -s.depth)  # deepest first: no delete re-parents a snapshot deleted next
+    return chosen, held
+
+
+def parse_lease(text):
+    try:
+        lease = parse_duration(text)
+    except ValueError as error:
+        raise InvalidRequest(str(error), hint="Set snapshot_lease to a duration like 2h")
+    if lease.total_seconds() <= 0:
+        raise InvalidRequest("the lease must be longer than 0", hint="Set snapshot_lease to a duration like 2h")
+    return lease
+
+
+def check_expiry(expires, now=None):
+    """An expiry in the past would make the snapshot prunable at once: refuse it."""
+    if expires is not None and expires <= (now or utcnow()):
+        raise InvalidRequest("the expiry %s is already in the past" % isoformat(expires),
+                             hint="Give a duration (7d) or a future timestamp; nothing was changed")
+    return expires
+
+
+
+# --- one call per endpoint ----------------------------------------------------------------------------
+
+KINDS = ("snapshot", "settle", "lookup", "prune")
+# The verb of each kind's errors: "Failed to <verb> snapshot ...".
+VERBS = {"snapshot": "create", "revert": "revert", "delete": "delete", "keep": "keep", "release": "release",
+         "lookup": "find", "prune": "prune"}
+
+
+def group_key(provider, connection):
+    """Hosts whose VMs sit behind the same endpoint with the same credentials share one API session."""
+    return (provider, tuple(sorted((str(k), repr(v)) for k, v in (connection or {}).items())))
+
+
+def group_requests(requests):
+    """``{host: request}`` to ``[(provider, connection, [(host, request), ...]), ...]`` in host order."""
+    groups = {}
+    for host, request in requests.items():
+        key = group_key(request["provider"], request.get("connection"))
+        groups.setdefault(key, (request["provider"], dict(request.get("connection") or {}), []))[2].append(
+            (host, request))
+    return list(groups.values())
+
+
+def failure(error, action, vm, snapshot, provider):
+    """A failed host's result: the engine's own message and structured keys, unchanged."""
+    error.bind(action=action, vm=vm, snapshot=snapshot, provider=provider)
+    result = {"failed": True, "changed": False, "msg": error.message}
+    result.update(error_fields(error))
+    return result
+
+
+def begin_request(request, run_id, holder):
+    """A snapshot request (already validated by the action plugin) as a ``BeginRequest``."""
+    policy = request.get("policy") or {}
+    return BeginRequest(
+        name=request["name"], run_id=run_id, holder=holder, lease=timedelta(seconds=request["lease_seconds"]),
+        description=request.get("description") or "", ticket=request.get("ticket") or None,
+        creator=request.get("creator") or None,
+        expires=parse_time(request.get("expires")),
+        memory=request.get("memory"), quiesce=bool(request.get("quiesce")), strict=bool(request.get("strict")),
+        timeout=request.get("timeout"), options=dict(request.get("options") or {}),
+        adopt=request.get("adopt") or "run", takeover=bool(request.get("takeover")),
+        policy=Policy(max_count=int(policy.get("max_count") or 0),
+                      max_age=timedelta(seconds=policy["max_age_seconds"]) if policy.get("max_age_seconds") else None,
+                      max_depth=int(policy.get("max_depth") or 0), min_free_gb=float(policy.get("min_free_gb") or 0),
+                      action=policy.get("action") or "fail"),
+        check_only=bool(request.get("check_only")))
+
+
+def run_group(backend, items, kind, check_mode, run_id=None, holder=None, now=None):
+    """Run one kind of step for every host of one endpoint through one backend session.
+
+    ``items`` is ``[(host, request), ...]``; returns ``{host: result}``. One VM's failure never
+    stops the others; each failure carries the engine's own message.
+    """
+    now = now or utcnow()
+    found = backend.find_vms([request["vm"] for _host, request in items])
+    results = {}
+
+    def one(item):
+        host, request = item
+        vm = found.get(request["vm"])
+        verb = _verb(kind, request)
+        snapshot_name = request.get("name") or (request.get("record") or {}).get("name") or \
+            request.get("snapshot_name")
+        if isinstance(vm, SnapshotError):
+            return host, failure(vm, verb, request["vm"], snapshot_name, backend.provider)
+        try:
+            return host, _one(backend, vm, request, kind, check_mode, run_id, holder, now)
+        except SnapshotError as error:
+            return host, failure(error, verb, vm.name, snapshot_name, backend.provider)
+        except Exception as error:  # pylint: disable=broad-except
+            # One VM's unexpected failure must not lose the other VMs' results.
+            result = failure(SnapshotError("unexpected error: %s" % error), verb, vm.name, snapshot_name,
+                             backend.provider)
+            result["exception"] = traceback.format_exc()
+            return host, result
+
+    concurrency = max(1, min([int(r.get("concurrency") or 10) for _h, r in items] + [backend.max_concurrency]))
+    if concurrency == 1 or len(items) == 1:
+        pairs = [one(item) for item in items]
+    else:
+        with ThreadPoolExecutor(max_workers=min(concurrency, len(items))) as pool:
+            pairs = list(pool.map(one, items))
+    results.update(pairs)
+    return results
+
+
+def _verb(kind, request):
+    if kind == "settle" or kind == "lookup":
+        return VERBS.get(request.get("action") if request.get("action") not in (None, "auto") else "lookup",
+                         "find")
+    return VERBS[kind]
+
+
+def _one(backend, vm, request, kind, check_mode, run_id, holder, now):
+    if kind == "snapshot":
+        return begin(backend, vm, begin_request(request, run_id, holder), check_mode, now)
+    if kind == "settle":
+        record = request["record"]
+        passed = request.get("verify_passed")
+        if passed is None:
+            passed = verdict_for(record, request.get("verdict"))
+        decision, why = decide(request.get("action"), request.get("change_failed"), passed,
+                               request.get("on_success") or "delete")
+        result = settle(backend, vm, record, decision, request.get("power_state") or "recorded", check_mode,
+                        request.get("timeout"), now)
+        result["reason"] = why
+        return result
+    if kind == "lookup":
+        snap = find_run_snapshot(backend.list_snapshots(vm), request.get("run_id"), request.get("snapshot_name"),
+                                 vm.name, backend.provider)
+        record = {"name": snap.name, "id": snap.id, "run_id": snap.owner.get("run"),
+                  "power_state": snap.owner.get("power")}
+        decision = request.get("action") or "revert"
+        result = settle(backend, vm, record, decision, request.get("power_state") or "recorded", check_mode,
+                        request.get("timeout"), now)
+        result["reason"] = "asked for (%s)" % decision
+        result["record"] = record
+        return result
+    raise InvalidRequest("unknown step kind '%s'" % kind)
+
+
+def prune_group(backend, items, check_mode, now=None):
+    """Prune one endpoint: the hosts' VMs, or every VM when one of them asks to sweep the endpoint.
+
+    Returns ``{host: result}``; VMs of the endpoint that map to no host are reported on the
+    group's first host under ``others``.
+    """
+    now = now or utcnow()
+    results = {}
+    by_ref = {}
+    for host, request in items:
+        by_ref.setdefault(request["vm"], []).append(host)
+    sweep = any(request.get("scope") == "endpoint" for _h, request in items)
+    found = backend.find_vms(list(by_ref))
+    first = items[0][0]
+    others = []
+    targets = []
+    for ref, hosts in by_ref.items():
+        vm = found.get(ref)
+        if isinstance(vm, SnapshotError):
+            for host in hosts:
+                results[host] = failure(vm, "prune", ref, None, backend.provider)
+            continue
+        targets.append((vm, hosts))
+    if sweep:
+        known = {vm.id for vm, _hosts in targets}
+        targets += [(vm, None) for vm in backend.list_vms() if vm.id not in known]
+    for vm, hosts in targets:
+        request = dict(items[0][1]) if hosts is None else dict(next(r for h, r in items if h == hosts[0]))
+        try:
+            entry = _prune_vm(backend, vm, request, check_mode, now)
+        except SnapshotError as error:
+            entry = failure(error, "prune", vm.name, None, backend.provider)
+        if hosts is None:
+            if entry.get("deleted") or entry.get("held") or entry.get("failed"):
+                others.append(entry)
+            continue
+        for host in hosts:
+            results[host] = dict(entry)
+    results.setdefault(first, {"changed": False, "deleted": [], "held": []})
+    results[first]["others"] = others
+    if any(o.get("failed") for o in others):
+        results[first].setdefault("warnings", []).append(
+            "prune failed on %d other VM(s) of the endpoint: %s"
+            % (len([o for o in others if o.get("failed")]), "; ".join(o["msg"] for o in others if o.get("failed"))))
+    results[first]["changed"] = results[first].get("changed") or any(o.get("changed") for o in others)
+    return results
+
+
+def _prune_vm(backend, vm, request, check_mode, now):
+    snapshots = backend.list_snapshots(vm)
+    chosen, held = select_prunable(snapshots, request.get("select") or "expired",
+                                   request.get("run_id") or None, request.get("name_pattern") or None, now)
+    deleted = []
+    for snap in chosen:
+        backend.check_delete(vm, snap, snapshots, False)
+        if not check_mode:
+            try:
+                backend.delete(vm, snap, False, request.get("timeout"))
+            except SnapshotError as error:
+                raise error.bind(action="delete", vm=vm.name, snapshot=snap.name, provider=backend.provider)
+        deleted.append(snap.to_result(now))
+    return {"changed": bool(deleted), "failed": False, "vm": vm.to_result(), "deleted": deleted,
+            "held": [{"name": s.name, "run": s.owner.get("run"), "lease": s.owner.get("lease")} for s in held]}

@@ -1,0 +1,153 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: prechange.snapshots contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: workflow
+short_description: The roles' snapshot, verdict, revert and prune calls, one per endpoint, on the controller
+version_added: 0.2.0
+description:
+  - The call the C(snapshot) and C(revert_or_prune) roles make. Most users want those roles, or the
+    C(guard) role, rather than this action.
+  - A workflow call has three steps. O(step=request) runs for every host and checks its inputs in the host's
+    own variable context; it collects the host's connection variables C(prechange_<provider>_<option>).
+    O(step=run) runs once (C(run_once)). It groups the hosts by endpoint. It opens one API session per endpoint
+    and acts on every VM at once. O(step=publish) runs for every host. It sets the host's facts, or fails the
+    host with the provider's own message.
+  - Connection options come from the host's C(prechange_<provider>_<option>) variables. They override the
+    play's C(module_defaults) for C(group/prechange.snapshots.<provider>) and for
+    C(prechange.snapshots.<provider>_snapshot). Those override the modules' environment variables.
+    The modules resolve them the same way.
+  - The run's state lives in each snapshot's ownership marker on the hypervisor. The marker keeps the phase
+    (C(pending) until a verdict, then C(verified), C(reverted) or C(released)), the lease (until when the run
+    holds the VM) and the holder. So another controller, or an AWX job in a fresh container, sees a VM
+    held by a live run and refuses it. It also sees an interrupted run, adopted only by the same run id (or
+    ticket, when asked).
+  - O(kind=snapshot) makes the prechecks, then one pending snapshot per VM, or adopts an interrupted run's
+    snapshot of the same change. Two runs that race for one VM never leave two pre-change snapshots.
+  - O(kind=settle) decides revert, delete, keep or release from the change's outcome and a verdict that
+    belongs to this run's snapshot. It acts on exactly the recorded snapshot (name, id and run checked in the
+    same session). It records the phase in the marker before a delete.
+  - O(kind=lookup) finds one snapshot of this collection by run id and/or name, then acts as settle does.
+  - O(kind=prune) deletes this collection's expired (or all) snapshots of the play's VMs (or of every VM on
+    the endpoint), never one under a live lease.
+author:
+  - prechange.snapshots contributors (@prechange)
+options:
+  step:
+    description: Which step of the call.
+    type: str
+    required: true
+    choices: [request, run, publish]
+  kind:
+    description: What the call does.
+    type: str
+    required: true
+    choices: [snapshot, settle, lookup, prune]
+  request:
+    description:
+      - With O(step=request), this host's inputs. Keys depend on O(kind); the roles pass their documented
+        variables.
+    type: dict
+  hosts:
+    description: With O(step=run), the hosts to act on; default the play batch.
+    type: list
+    elements: str
+  run_id:
+    description: With O(step=run) and O(kind=snapshot), the run id; generated when empty.
+    type: str
+  holder:
+    description: With O(step=run) and O(kind=snapshot), who holds the lease; generated when empty.
+    type: str
+  results:
+    description: With O(step=publish), the registered result of the run step.
+    type: dict
+extends_documentation_fragment:
+  - prechange.snapshots.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  platform:
+    platforms: all
+notes:
+  - Runs on the controller, in the controller's Python, which needs the provider's SDK.
+  - The step run must be C(run_once). A failure of one VM never fails the others; each host fails only in
+    its own publish step.
+seealso:
+  - module: prechange.snapshots.libvirt_snapshot
+  - module: prechange.snapshots.vmware_snapshot
+  - module: prechange.snapshots.proxmox_snapshot
+"""
+
+EXAMPLES = r"""
+- name: Check this host's inputs
+  prechange.snapshots.workflow:
+    step: request
+    kind: snapshot
+    request:
+      provider: "{{ prechange_provider }}"
+      vm: "{{ prechange_vm | default(inventory_hostname) }}"
+      name: before-patching
+      expires: 7d
+
+- name: One snapshot per VM, one API session per endpoint
+  prechange.snapshots.workflow:
+    step: run
+    kind: snapshot
+  run_once: true
+  delegate_to: localhost
+  delegate_facts: true
+  register: snapshots
+
+- name: Publish each host's record (fails a host with the provider's own message)
+  prechange.snapshots.workflow:
+    step: publish
+    kind: snapshot
+    results: "{{ snapshots }}"
+"""
+
+RETURN = r"""
+hosts:
+  description: With O(step=run), one result per host (C(failed), C(msg) on failure; the snapshot, the VM and the
+    action otherwise).
+  returned: step run
+  type: dict
+run_id:
+  description: The run id used.
+  returned: step run
+  type: str
+  sample: 20261122T021500Z-4f2a
+holder:
+  description: Who holds the lease of this run's VMs (user, controller, process).
+  returned: step run
+  type: str
+  sample: ops@bastion:4242:9f1c2a
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def main():
+    # Only the action plugin does the work; this module exists for its documentation and argument spec.
+    module = AnsibleModule(
+        argument_spec=dict(
+            step=dict(type="str", required=True, choices=["request", "run", "publish"]),
+            kind=dict(type="str", required=True, choices=["snapshot", "settle", "lookup", "prune"]),
+            request=dict(type="dict"),
+            hosts=dict(type="list", elements="str"),
+            run_id=dict(type="str"),
+            holder=dict(type="str"),
+            results=dict(type="dict"),
+        ),
+        supports_check_mode=True,
+    )
+    module.fail_json(msg="prechange.snapshots.workflow runs on the controller, as an action plugin only")
+
+
+if __name__ == "__main__":
+    main()
