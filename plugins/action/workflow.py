@@ -184,6 +184,7 @@ class ActionModule(ActionBase):
             raise _bad(host, "the snapshot name template rendered '%s', which is not a usable snapshot name" % name,
                        "Set snapshot_name to a non-empty name without '/' or newlines")
         request["name"] = name
+        request["creator"] = request.get("creator") or default_creator()
         try:
             expires = resolve_expiry(request.get("expires") or None)
             check_expiry(expires)

@@ -27,7 +27,8 @@ def test_round_trip_keeps_user_text_and_values():
     user, parsed = split_description(text)
     assert user == "Line one\nLine two [not a marker]"
     assert parsed == {"run": "20261122T021500Z-4f2a", "creator": "ops team@bastion",
-                      "created": "2026-11-22T02:15:00Z", "expires": "2026-11-29T02:15:00Z", "ticket": "CHG 42]"}
+                      "created": "2026-11-22T02:15:00Z", "expires": "2026-11-29T02:15:00Z", "ticket": "CHG 42]",
+                      "phase": None, "lease": None, "holder": None, "power": None}
     assert text.splitlines()[-1] == format_marker(marker)
     # Values are encoded, so spaces and brackets in them cannot break the line apart.
     assert len(format_marker(marker)[1:-1].split(" ")) == 2 + 5
