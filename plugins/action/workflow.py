@@ -139,8 +139,17 @@ class ActionModule(ActionBase):
             request = self._check_request(kind, raw, host, task_vars)
         except SnapshotError as error:
             return {"failed": True, "msg": error.message}
+        request["round"] = self._round()
         # The request holds connection secrets: keep them out of the task's displayed result.
         return {"changed": False, "ansible_facts": {FACT % kind: request}, "_ansible_no_log": True}
+
+    def _round(self):
+        """Which call this step belongs to: the block that holds the request, run and publish tasks.
+
+        Every host that runs the request task of one call (also a host failed earlier in a block,
+        now in its ``always``) shares it; a later call (another include of the role) has another.
+        """
+        return getattr(self._task._parent, "_uuid", None)  # pylint: disable=protected-access
 
     def _check_request(self, kind, raw, host, task_vars):
         provider = raw.get("provider")
@@ -271,18 +280,17 @@ class ActionModule(ActionBase):
 
     def _run(self, kind, task_vars):
         hostvars = task_vars.get("hostvars") or {}
-        hosts = self._task.args.get("hosts") or task_vars.get("ansible_play_batch") or []
+        # Every host of the play that made a request for this very call: a host that failed in a
+        # block and now runs its 'always' is not in ansible_play_batch, yet its snapshot must be settled.
+        hosts = self._task.args.get("hosts") or task_vars.get("ansible_play_hosts_all") or []
+        this_round = self._round()
         run_id = self._task.args.get("run_id") or (new_run_id() if kind == "snapshot" else None)
         holder = self._task.args.get("holder") or "%s:%s:%s" % (default_creator(), os.getppid(), secrets.token_hex(3))
         check_mode = bool(self._task.check_mode)
         requests, results = {}, {}
         for host in hosts:
             request = (hostvars.get(host) or {}).get(FACT % kind)
-            if not isinstance(request, dict):
-                results[host] = {"failed": True, "changed": False,
-                                 "msg": "workflow: no %s request for host %s (its request step did not run)"
-                                        % (kind, host)}
-            else:
+            if isinstance(request, dict) and request.get("round") == this_round:
                 requests[host] = request
         environment = {}
         self._compute_environment_string(raw_environment_out=environment)

@@ -20,8 +20,9 @@ The marker also carries the run's state, so that any controller (another operato
 container) sees it on the hypervisor itself:
 
 * ``phase``: ``pending`` from the snapshot until the run reaches a verdict, then ``verified``
-  (the change passed and the snapshot is kept until it expires), ``reverted`` (the VM was
-  reverted to it) or ``released`` (an operator accepted the change by hand);
+  (the change passed; the snapshot is kept until it expires, or is being deleted), ``kept`` (kept
+  without a verdict, or as asked), ``reverted`` (the VM was reverted to it) or ``released`` (an
+  operator accepted the change by hand);
 * ``lease``: until when the run holds the VM (only while pending);
 * ``holder``: which ansible-playbook process holds the lease (two processes may share a run id);
 * ``power``: the VM's power state when the snapshot was taken, restored after a revert.
@@ -43,7 +44,7 @@ MARKER_VERSION = "v1"
 # Order in which keys are written; run and created are required to count as ours.
 MARKER_KEYS = ("run", "creator", "created", "expires", "ticket", "phase", "lease", "holder", "power")
 PENDING = "pending"
-VERDICT_PHASES = ("verified", "reverted", "released")
+VERDICT_PHASES = ("verified", "kept", "reverted", "released")
 PHASES = (PENDING,) + VERDICT_PHASES
 REQUIRED_KEYS = ("run", "created")
 

@@ -60,7 +60,7 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._snapshot impo
 
 DECISIONS = ("revert", "delete", "keep", "release")
 # The phase a snapshot's marker records after each decision (a deleted snapshot has none).
-PHASE_AFTER = {"revert": "reverted", "keep": "verified", "delete": "verified", "release": "released"}
+PHASE_AFTER = {"revert": "reverted", "keep": "kept", "delete": "verified", "release": "released"}
 ADOPT_CHOICES = ("run", "ticket")
 POLICY_ACTIONS = ("fail", "warn")
 GIB = 1024 ** 3
@@ -348,8 +348,12 @@ def revert_power(requested, recorded, memory):
     return "snapshot"
 
 
-def settle(backend, vm, expected, decision, power_state, check_mode, timeout=None, now=None):
-    """Act on exactly the recorded snapshot: revert, delete, keep or release; record the phase."""
+def settle(backend, vm, expected, decision, power_state, check_mode, timeout=None, now=None, passed=None):
+    """Act on exactly the recorded snapshot: revert, delete, keep or release; record the phase.
+
+    ``passed`` is the verdict behind a keep: a kept snapshot of a passed change is ``verified``,
+    one kept without a verdict (or as asked) is ``kept``.
+    """
     now = now or utcnow()
     if decision not in DECISIONS:
         raise InvalidRequest("unknown decision '%s'" % decision, hint="Use revert, delete, keep or release")
@@ -357,8 +361,9 @@ def settle(backend, vm, expected, decision, power_state, check_mode, timeout=Non
     snap = guard(snapshots, expected, vm.name, backend.provider)
     owner = dict(snap.owner or {})
     power = revert_power(power_state, owner.get("power") or expected.get("power_state"), snap.memory)
+    phase = "verified" if decision == "keep" and passed else PHASE_AFTER[decision]
     result = {"action": {"revert": "reverted", "delete": "deleted", "keep": "kept", "release": "released"}[decision],
-              "changed": decision in ("revert", "delete") or owner.get("phase") != PHASE_AFTER[decision],
+              "changed": decision in ("revert", "delete") or owner.get("phase") != phase,
               "vm": vm.to_result(), "snapshot": snap.to_result(now), "power_state": power, "warnings": []}
     if check_mode and decision == "revert" and power in ("running", "paused") and not snap.memory:
         # A real revert says so through the engine's warning.
@@ -366,7 +371,7 @@ def settle(backend, vm, expected, decision, power_state, check_mode, timeout=Non
             "Snapshot '%s' of VM '%s' has no memory state; the VM boots from the snapshot's disks" % (snap.name, vm.name))
     if check_mode:
         return result
-    marker = dict(owner, phase=PHASE_AFTER[decision], lease=None, holder=None)
+    marker = dict(owner, phase=phase, lease=None, holder=None)
     if decision == "revert":
         params = SnapshotParams(state="reverted", name=snap.name, revert_power_state=power, timeout=timeout)
         outcome = ensure(backend, vm, params, False)
@@ -547,7 +552,7 @@ def _one(backend, vm, request, kind, check_mode, run_id, holder, now):
         decision, why = decide(request.get("action"), request.get("change_failed"), passed,
                                request.get("on_success") or "delete")
         result = settle(backend, vm, record, decision, request.get("power_state") or "recorded", check_mode,
-                        request.get("timeout"), now)
+                        request.get("timeout"), now, passed=passed)
         result["reason"] = why
         return result
     if kind == "lookup":

@@ -255,9 +255,9 @@ def test_delete_records_the_verdict_before_deleting():
 
 
 def test_keep_and_release_record_the_phase_and_end_the_lease():
-    for decision, phase in (("keep", "verified"), ("release", "released")):
+    for decision, passed, phase in (("keep", True, "verified"), ("keep", None, "kept"), ("release", None, "released")):
         backend = FakeBackend([_snap("prechange-r2", _marker("r2"))])
-        wf.settle(backend, VM, RECORD, decision, "recorded", check_mode=False, now=NOW)
+        wf.settle(backend, VM, RECORD, decision, "recorded", check_mode=False, now=NOW, passed=passed)
         owner = backend.snaps[0].owner
         assert owner["phase"] == phase and owner["lease"] is None and not lease_live(owner, NOW)
 
