@@ -19,6 +19,7 @@ Three steps make one workflow call:
 
 from __future__ import annotations
 
+import copy
 import importlib
 import os
 import secrets
@@ -53,6 +54,7 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._workflow impo
     parse_lease,
     prune_group,
     run_group,
+    verb_for,
 )
 from ansible_collections.prechange.snapshots.plugins.plugin_utils._in_process import _environment
 
@@ -309,12 +311,14 @@ class ActionModule(ActionBase):
         return out
 
     def _run_group(self, provider, connection, items, kind, check_mode, run_id, holder, no_log_values):
-        verb = {"snapshot": "create", "prune": "prune"}.get(kind, "find")
         hosts = [host for host, _request in items]
 
         def everyone_fails(error):
-            return {host: failure(error, verb, request["vm"], request.get("name") or
-                                  (request.get("record") or {}).get("name"), provider) for host, request in items}
+            # One error for the whole endpoint (a refused login, an unreachable API): each host's copy
+            # names its own action, VM and snapshot, as the module would.
+            return {host: failure(copy.copy(error), verb_for(kind, request), request["vm"], request.get("name") or
+                                  (request.get("record") or {}).get("name") or request.get("snapshot_name"),
+                                  provider) for host, request in items}
 
         module = provider_module(provider)
         import_error = getattr(module, PROVIDERS[provider][2])

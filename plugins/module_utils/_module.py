@@ -124,6 +124,10 @@ def _validate_snapshot_params(module):
     except ValueError as error:
         raise InvalidRequest(str(error), snapshot=p["name"],
                              hint="Use 'expires: 7d' or an ISO 8601 timestamp; nothing was changed")
+    if expires is not None and p["state"] == "present" and expires <= utcnow():
+        # A snapshot that expires at once would be pruned as soon as it is made.
+        raise InvalidRequest("the expiry %s is already in the past" % isoformat(expires), snapshot=p["name"],
+                             hint="Give a duration (7d) or a future timestamp; nothing was changed")
     return expires
 
 

@@ -508,7 +508,7 @@ def run_group(backend, items, kind, check_mode, run_id=None, holder=None, now=No
     def one(item):
         host, request = item
         vm = found.get(request["vm"])
-        verb = _verb(kind, request)
+        verb = verb_for(kind, request)
         snapshot_name = request.get("name") or (request.get("record") or {}).get("name") or \
             request.get("snapshot_name")
         if isinstance(vm, SnapshotError):
@@ -534,11 +534,23 @@ def run_group(backend, items, kind, check_mode, run_id=None, holder=None, now=No
     return results
 
 
-def _verb(kind, request):
-    if kind == "settle" or kind == "lookup":
-        return VERBS.get(request.get("action") if request.get("action") not in (None, "auto") else "lookup",
-                         "find")
+def verb_for(kind, request):
+    """The verb of a host's errors, known before any API call: what the host was about to do."""
+    if kind == "settle":
+        return VERBS[settle_decision(request)[0]]
+    if kind == "lookup":
+        return VERBS.get(request.get("action") or "revert", "find")
     return VERBS[kind]
+
+
+def settle_decision(request):
+    """A settle request's decision and its reason, from the request alone."""
+    passed = request.get("verify_passed")
+    if passed is None:
+        passed = verdict_for(request["record"], request.get("verdict"))
+    decision, why = decide(request.get("action"), request.get("change_failed"), passed,
+                           request.get("on_success") or "delete")
+    return decision, why, passed
 
 
 def _one(backend, vm, request, kind, check_mode, run_id, holder, now):
@@ -546,11 +558,7 @@ def _one(backend, vm, request, kind, check_mode, run_id, holder, now):
         return begin(backend, vm, begin_request(request, run_id, holder), check_mode, now)
     if kind == "settle":
         record = request["record"]
-        passed = request.get("verify_passed")
-        if passed is None:
-            passed = verdict_for(record, request.get("verdict"))
-        decision, why = decide(request.get("action"), request.get("change_failed"), passed,
-                               request.get("on_success") or "delete")
+        decision, why, passed = settle_decision(request)
         result = settle(backend, vm, record, decision, request.get("power_state") or "recorded", check_mode,
                         request.get("timeout"), now, passed=passed)
         result["reason"] = why

@@ -68,6 +68,12 @@ def test_bad_expiry_says_which_forms_work():
     assert result["msg"].endswith("Use 'expires: 7d' or an ISO 8601 timestamp; nothing was changed.")
 
 
+def test_an_expiry_in_the_past_is_refused_before_anything_is_made():
+    result = run({"vm": "web01", "name": "pre", "expires": "2020-01-01T00:00:00Z"})
+    assert result["failed"] is True and result["error"] == "InvalidRequest"
+    assert "the expiry 2020-01-01T00:00:00Z is already in the past" in result["msg"]
+
+
 def test_vm_and_vms_together_are_refused_by_the_argument_rules():
     result = run({"vm": "web01", "vms": ["web02"], "name": "pre"})
     assert result["failed"] is True
