@@ -113,6 +113,18 @@ options:
         last in.
     type: int
     default: 600
+  lock_timeout:
+    description:
+      - Seconds to wait for another job that holds the VM to let go of it, checked before anything is changed
+        (in check mode too) and again if such a job starts just as the change does.
+      - Another job is a Proxmox VE config lock (V(backup), V(migrate), V(snapshot), ...), a vSphere task
+        queued or running on the VM (or a C(TaskInProgress) fault), or a libvirt domain job or block job
+        (backup, migration, dump, block copy or commit).
+      - V(0) refuses such a VM at once, naming the lock, the task or the job; nothing is changed.
+      - A positive value waits with backoff up to that many seconds for the VM to be free, then refuses the
+        same way. In batch mode (O(vms)) each VM is waited for on its own.
+    type: int
+    default: 0
   concurrency:
     description:
       - How many VMs of O(vms) are worked on at once.

@@ -80,6 +80,10 @@ class PrecheckFailed(SnapshotError):
     """The platform would refuse or corrupt this operation; nothing was changed."""
 
 
+class GuestBusy(PrecheckFailed):
+    """Another job (a backup, a migration, a running task) holds the VM; ``details['busy']`` says which."""
+
+
 class InvalidRequest(SnapshotError):
     """The module arguments contradict each other or the platform's rules."""
 

@@ -12,6 +12,9 @@ timeout reports the domain's job statistics as the last state.
 
 The prechecks refuse, before anything changes, what libvirt 9.x would refuse half way or
 what would leave a VM that cannot be reverted (see docs/ and the tests for each message).
+A domain job (backup, migration, dump, save...) or a block job (copy, commit, pull) is what
+``busy`` reports to the engine's lock_timeout precheck; a call that libvirt refuses for the same
+reason (its job lock timed out, a block job is active) is retried within lock_timeout.
 """
 
 from __future__ import annotations
@@ -38,7 +41,9 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._snapshot impo
     SnapshotBackend,
     VmRecord,
     link_tree,
+    retry_while_busy,
 )
+from ansible_collections.prechange.snapshots.plugins.module_utils._wait import Deadline
 
 LIBVIRT_IMPORT_ERROR = None
 try:
@@ -51,6 +56,12 @@ except ImportError:  # pragma: no cover - reported by the module through missing
 EXTERNAL_REVERT_VERSION = 9009000
 GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
 LOCATIONS = ("internal", "external")
+# virDomainJobOperation and virDomainBlockJobType, as virsh names them.
+JOB_OPERATIONS = {0: "unknown", 1: "start", 2: "save", 3: "restore", 4: "migration in", 5: "migration out",
+                  6: "snapshot", 7: "snapshot revert", 8: "dump", 9: "backup", 10: "snapshot delete"}
+BLOCK_JOB_TYPES = {0: "unknown", 1: "pull", 2: "copy", 3: "commit", 4: "active commit", 5: "backup"}
+# virDomainJobType: a job is running while it is bounded (1) or unbounded (2).
+JOB_RUNNING = (1, 2)
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 
 
@@ -217,19 +228,35 @@ class LibvirtBackend(SnapshotBackend):
         except libvirt.libvirtError as error:
             raise self._translate(error, vm=vm.name)
 
-    def _check_no_job(self, vm):
-        """Refuse to start while another job (backup, migration, ...) holds the domain."""
+    def busy(self, vm):
+        """A domain job (virDomainGetJobStats type bounded/unbounded) or an active block job on a disk."""
+        dom = vm.handle
         try:
-            stats = vm.handle.jobStats(0)
+            stats = dom.jobStats(0)
         except libvirt.libvirtError:
-            return  # the driver keeps no job statistics (test driver)
-        if stats.get("type") in (1, 2):  # bounded or unbounded job running
-            raise PrecheckFailed(
-                "another job is running on the VM (%s)" % self._job_state(vm),
-                hint="Wait for it to finish ('virsh domjobinfo %s') and retry; nothing was changed" % vm.name)
+            stats = {}  # the driver keeps no job statistics (test driver)
+        if stats.get("type") in JOB_RUNNING:
+            operation = JOB_OPERATIONS.get(stats.get("operation"), "unknown")
+            elapsed = stats.get("time_elapsed")
+            return "libvirt job '%s' running%s" % (operation, " for %d s" % (elapsed // 1000) if elapsed else "")
+        try:
+            if not dom.isActive():
+                return None  # block jobs need a running QEMU
+        except libvirt.libvirtError as error:
+            raise self._translate(error, vm=vm.name)
+        jobs = []
+        for disk in self._layout(vm).disks:
+            try:
+                info = dom.blockJobInfo(disk["target"], 0)
+            except libvirt.libvirtError:
+                continue  # not supported by the driver, or no such job
+            if info:
+                jobs.append("'%s' on %s" % (BLOCK_JOB_TYPES.get(info.get("type"), info.get("type")), disk["target"]))
+        if jobs:
+            return "libvirt block job %s running" % ", ".join(jobs)
+        return None
 
     def check_create(self, vm, request, snapshots):
-        self._check_no_job(vm)
         location = request.options.get("location") or "internal"
         layout = self._layout(vm)
         locations = {s.extra.get("location") for s in snapshots}
@@ -291,7 +318,6 @@ class LibvirtBackend(SnapshotBackend):
                 hint="Start qemu-guest-agent in the guest, or set quiesce: false; nothing was changed")
 
     def check_delete(self, vm, snapshot, snapshots, remove_children):
-        self._check_no_job(vm)
         locations = {s.extra.get("location") for s in snapshots}
         if len(locations) > 1:
             raise PrecheckFailed(
@@ -315,7 +341,6 @@ class LibvirtBackend(SnapshotBackend):
                     hint="Commit or remove the overlay first (virsh blockcommit); nothing was changed")
 
     def check_revert(self, vm, snapshot, snapshots, power_state):
-        self._check_no_job(vm)
         if snapshot.extra.get("location") == "internal":
             self._check_disks_unmoved(vm, snapshot, "reverted to")
         if snapshot.extra.get("location") == "external" and self.version < EXTERNAL_REVERT_VERSION:
@@ -343,7 +368,7 @@ class LibvirtBackend(SnapshotBackend):
             if request.quiesce:
                 flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE
         xml = ET.tostring(root, encoding="unicode")
-        self._call(lambda: vm.handle.snapshotCreateXML(xml, flags), vm, request.timeout, "create")
+        self._act(lambda: vm.handle.snapshotCreateXML(xml, flags), vm, request.timeout, "create")
         created = self._one(vm, request.name)
         if location == "external":
             created.quiesced = bool(request.quiesce)
@@ -352,7 +377,7 @@ class LibvirtBackend(SnapshotBackend):
     def delete(self, vm, snapshot, remove_children, timeout):
         flags = libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN if remove_children else 0
         snap = self._lookup(vm, snapshot.name)
-        self._call(lambda: snap.delete(flags), vm, timeout, "delete")
+        self._act(lambda: snap.delete(flags), vm, timeout, "delete")
 
     def revert(self, vm, snapshot, power_state, timeout):
         flags = {
@@ -360,7 +385,7 @@ class LibvirtBackend(SnapshotBackend):
             "paused": libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED,
         }.get(power_state, 0)
         snap = self._lookup(vm, snapshot.name)
-        self._call(lambda: vm.handle.revertToSnapshot(snap, flags), vm, timeout, "revert")
+        self._act(lambda: vm.handle.revertToSnapshot(snap, flags), vm, timeout, "revert")
         if power_state == "stopped" and vm.handle.isActive():
             self._call(vm.handle.destroy, vm, timeout, "revert")
 
@@ -394,6 +419,15 @@ class LibvirtBackend(SnapshotBackend):
                 return snap
         raise SnapshotNotFound("libvirt reported success but the snapshot is not there", vm=vm.name,
                                snapshot=name, provider=self.provider)
+
+    def _act(self, func, vm, timeout, action):
+        """``_call`` for a change: when libvirt refuses it because another job holds the domain (its
+        job lock timed out, a block job is active), retry within lock_timeout, then GuestBusy."""
+        deadline = Deadline(timeout)
+        return retry_while_busy(
+            lambda: self._call(func, vm, None if timeout is None else max(deadline.remaining, 0.001), action),
+            lambda error: error.details.get("busy") if isinstance(error, ProviderError) else None,
+            float(self.params.get("lock_timeout") or 0))
 
     def _call(self, func, vm, timeout, action):
         """Run a blocking libvirt call, giving up after ``timeout`` seconds with the job's state."""
@@ -445,7 +479,11 @@ class LibvirtBackend(SnapshotBackend):
             return VmNotFound(text, vm=vm, provider=self.provider)
         if code == libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT:
             return SnapshotNotFound(text, vm=vm, snapshot=snapshot, provider=self.provider)
-        if code == libvirt.VIR_ERR_OPERATION_TIMEOUT:
+        if code == libvirt.VIR_ERR_OPERATION_TIMEOUT or "cannot acquire state change lock" in text:
+            # QEMU driver: another job held the domain's job lock for libvirt's whole wait (30 s).
             return ProviderError(text, vm=vm, snapshot=snapshot, provider=self.provider,
-                                 hint="Another job holds the VM's lock; wait for it and retry")
+                                 details={"busy": "libvirt job lock held by another job (%s)" % text})
+        if code == getattr(libvirt, "VIR_ERR_BLOCK_COPY_ACTIVE", -1) or "active block job" in text:
+            return ProviderError(text, vm=vm, snapshot=snapshot, provider=self.provider,
+                                 details={"busy": "libvirt block job running (%s)" % text})
         return ProviderError(text, vm=vm, snapshot=snapshot, provider=self.provider)

@@ -61,6 +61,7 @@ def snapshot_argument_spec():
         expires=dict(type="str"),
         creator=dict(type="str"),
         timeout=dict(type="int", default=600),
+        lock_timeout=dict(type="int", default=0),
         concurrency=dict(type="int", default=10),
     )
 
@@ -116,6 +117,10 @@ def _validate_snapshot_params(module):
     if p["timeout"] is not None and p["timeout"] <= 0:
         raise InvalidRequest("'timeout' must be a positive number of seconds", snapshot=p["name"],
                              hint="Set timeout to the seconds to wait, for example 600; nothing was changed")
+    if p["lock_timeout"] is not None and p["lock_timeout"] < 0:
+        raise InvalidRequest("'lock_timeout' must be 0 or a positive number of seconds", snapshot=p["name"],
+                             hint="Set lock_timeout to 0 to refuse a VM held by another job at once, or to the "
+                                  "seconds to wait for it; nothing was changed")
     if p["concurrency"] < 1:
         raise InvalidRequest("'concurrency' must be at least 1", snapshot=p["name"],
                              hint="Set concurrency to 1 or more; nothing was changed")
@@ -143,7 +148,7 @@ def params_from_module(module, provider_options=()):
         state=p["state"], name=p["name"], description=p["description"], memory=p["memory"],
         quiesce=p["quiesce"], strict=p["strict"], remove_children=p["remove_children"],
         revert_power_state=p["revert_power_state"], new_name=p["new_name"], delete_all=p["delete_all"],
-        marker=marker, timeout=p["timeout"],
+        marker=marker, timeout=p["timeout"], lock_timeout=p["lock_timeout"] or 0,
         options={key: p.get(key) for key in provider_options})
 
 

@@ -12,9 +12,11 @@ call, however many guests it acts on. Guests are QEMU VMs or LXC containers; the
 node come from one ``/cluster/resources`` query, also for many guests at once.
 
 Every snapshot, delete and rollback is a PVE task (a UPID): it is polled through ``_wait`` until
-it stops or the timeout runs out. A failed task reports the text of its own log. When PVE says
-the guest is locked (``VM is locked (backup)``, or a lock file timeout), the call is retried with
-backoff until the timeout, then reported with the lock's name.
+it stops or the timeout runs out. A failed task reports the text of its own log. A guest whose
+config carries a lock (a backup, a migration, another snapshot job) is reported by ``busy`` to
+the engine's precheck, which refuses it or waits up to ``lock_timeout``; when PVE says the guest
+is locked as our own task starts (``VM is locked (backup)``, or a lock file timeout), the call is
+retried with backoff within the same ``lock_timeout``, then reported with the lock's name.
 
 Prechecks refuse before anything changes what PVE would refuse half way: names PVE rejects,
 memory state for containers, disks on storage without snapshot support, container bind mounts
@@ -37,6 +39,7 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._errors import
     InvalidRequest,
     PrecheckFailed,
     ProviderError,
+    GuestBusy,
     SnapshotError,
     SnapshotNotFound,
     SnapshotTimeout,
@@ -50,8 +53,9 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._snapshot impo
     VmRecord,
     descendants,
     link_tree,
+    retry_while_busy,
 )
-from ansible_collections.prechange.snapshots.plugins.module_utils._wait import Deadline, backoff, poll
+from ansible_collections.prechange.snapshots.plugins.module_utils._wait import Deadline, poll
 
 PROXMOXER_IMPORT_ERROR = None
 try:
@@ -236,6 +240,13 @@ def lock_name(text):
     return None
 
 
+def busy_text(lock):
+    """What holds the guest, for a lock named by ``lock_name`` or a config's ``lock`` value."""
+    if lock.startswith("lock file "):
+        return "%s is held by another task" % lock
+    return "locked (%s)" % lock
+
+
 def parse_snapshot_list(items):
     """A /snapshot listing (any order, 'current' anywhere) as linked ``Snapshot`` records, oldest first."""
     current_parent = None
@@ -288,6 +299,15 @@ def upid_node(upid):
     """The node a UPID ran on (UPID:<node>:...)."""
     parts = str(upid).split(":")
     return parts[1] if len(parts) > 2 and parts[0] == "UPID" else None
+
+
+class _Locked(Exception):
+    """PVE refused our task because the guest is locked; retried by ``ProxmoxBackend._run``."""
+
+    def __init__(self, text, upid=None):
+        super().__init__(text)
+        self.text = text
+        self.upid = upid
 
 
 class ProxmoxBackend(SnapshotBackend):
@@ -503,6 +523,23 @@ class ProxmoxBackend(SnapshotBackend):
 
     # --- prechecks --------------------------------------------------------------------------
 
+    def busy(self, vm):
+        """The guest config's lock: another job (backup, migrate, clone, snapshot, rollback...) holds it."""
+        config = self._configs[vm.id] = self._config(vm)  # the create/revert precheck reads it next
+        lock = config.get("lock")
+        if not lock:
+            return None
+        if lock == "snapshot-delete" and self.params.get("state") == "absent" and self.params.get("force"):
+            # Not a job: what an earlier failed delete left; delete with force clears it (_clear_stuck_delete).
+            return None
+        return busy_text(lock)
+
+    def busy_hint(self, vm, what):
+        return self._lock_hint(vm, what[len("locked ("):-1] if what.startswith("locked (") else what)
+
+    def _lock_timeout(self):
+        return float(self.params.get("lock_timeout") or 0)
+
     def default_memory(self, vm, options):
         # vmstate exists for running QEMU guests only; containers never have it.
         return vm.extra.get("type") == QEMU and vm.power_state == RUNNING
@@ -529,8 +566,7 @@ class ProxmoxBackend(SnapshotBackend):
                     "Proxmox snapshots have no quiesce option (the QEMU guest agent freezes file systems on its "
                     "own when it is enabled), so quiesce cannot be guaranteed",
                     hint="Set quiesce: false, or strict: false to accept a warning; nothing was changed")
-        config = self._configs[vm.id] = self._config(vm)
-        self._note_lock(vm, config)
+        config = self._config(vm, fresh=False)
         blockers = snapshot_blockers(kind, config, self._storage_map())
         if blockers:
             raise PrecheckFailed("Proxmox would refuse it with 'snapshot feature is not available': %s"
@@ -541,13 +577,6 @@ class ProxmoxBackend(SnapshotBackend):
 
     def check_delete(self, vm, snapshot, snapshots, remove_children):
         self._check_name_exists(vm, snapshot)
-
-    def _note_lock(self, vm, config):
-        # Not an error: a real run waits for the lock (up to 'timeout'). Said here so a check-mode run,
-        # which does not wait, does not hide it.
-        if config.get("lock"):
-            self.warn("Guest '%s' is locked (%s) right now; the change waits up to 'timeout' for the lock"
-                      % (vm.name, config["lock"]))
 
     def _check_name_exists(self, vm, snapshot):
         if snapshot.name == "current":
@@ -563,8 +592,7 @@ class ProxmoxBackend(SnapshotBackend):
         if power_state == "paused" and kind == LXC:
             raise InvalidRequest("containers cannot be left paused after a rollback",
                                  hint="Use revert_power_state: snapshot, running or stopped")
-        config = self._configs[vm.id] = self._config(vm)
-        self._note_lock(vm, config)
+        config = self._config(vm, fresh=False)
         newer = zfs_newer_snapshots(kind, config, self._storage_map(), snapshots, snapshot)
         if newer:
             raise PrecheckFailed("the guest's disks are on ZFS, which can only roll back to the most recent "
@@ -614,62 +642,50 @@ class ProxmoxBackend(SnapshotBackend):
         return False, task_failure_text(status, self._task_log(node, upid))
 
     def _run(self, vm, what, start, timeout, snapshot=None):
-        """Start a task with ``start()`` (returns a UPID), wait for it, retry while the guest is locked."""
+        """Start a task with ``start()`` (returns a UPID) and wait for it.
+
+        When PVE answers that the guest is locked (another job took it between the precheck and this
+        call), the task is started again with backoff within ``lock_timeout``, then refused as GuestBusy.
+        """
         deadline = Deadline(timeout)
-        delays = backoff(initial=0.2, maximum=5.0)
-        last_lock = None
-        while True:
-            text = None
+
+        def attempt():
             try:
                 upid = start()
             except Exception as error:  # pylint: disable=broad-except
                 if isinstance(error, SnapshotError):
                     raise
                 text = self._error_text(error)
-                if not lock_name(text):
-                    raise self._translate(error, vm=vm.name, snapshot=snapshot)
-            else:
-                ok, text = self._wait_task(vm, upid, deadline, what)
-                if ok:
-                    return
-                if not lock_name(text):
-                    raise ProviderError("the Proxmox task failed: %s" % text, vm=vm.name, snapshot=snapshot,
-                                        provider=self.provider, details={"upid": upid})
-            last_lock = lock_name(text)
-            delay = next(delays)
-            if deadline.remaining <= delay:
-                raise ProviderError(
-                    "the guest is still locked (%s) after %ss: %s" % (last_lock, timeout, text),
-                    vm=vm.name, snapshot=snapshot, provider=self.provider, details={"lock": last_lock},
-                    hint=self._lock_hint(vm, last_lock))
-            time.sleep(delay)
+                if lock_name(text):
+                    raise _Locked(text)
+                raise self._translate(error, vm=vm.name, snapshot=snapshot)
+            ok, text = self._wait_task(vm, upid, deadline, what)
+            if ok:
+                return
+            if lock_name(text):
+                raise _Locked(text, upid)
+            raise ProviderError("the Proxmox task failed: %s" % text, vm=vm.name, snapshot=snapshot,
+                                provider=self.provider, details={"upid": upid})
+
+        def busy_of(error):
+            return busy_text(lock_name(error.text)) if isinstance(error, _Locked) else None
+
+        try:
+            retry_while_busy(attempt, busy_of, self._lock_timeout(), hint_of=lambda text: self.busy_hint(vm, text))
+        except GuestBusy as error:
+            locked = error.__cause__
+            error.details["lock"] = lock_name(locked.text)
+            if locked.upid:
+                error.details["upid"] = locked.upid
+            raise error.bind(vm=vm.name, snapshot=snapshot, provider=self.provider)
 
     @staticmethod
     def _lock_hint(vm, lock):
         if lock == "snapshot-delete":
             return ("A snapshot delete failed earlier and left the lock; delete that snapshot again with "
                     "force: true (which unlocks the guest as root@pam), or run 'qm unlock %s' / 'pct unlock %s' "
-                    "after checking the storage" % (vm.id, vm.id))
-        if lock in ("backup", "migrate", "clone", "create", "rollback", "snapshot"):
-            return "Another job (%s) holds the guest; wait for it or raise 'timeout'" % lock
-        return "Wait for the other task to finish or raise 'timeout'; run 'qm unlock' only if nothing runs"
-
-    def _wait_unlocked(self, vm, timeout, allow=()):
-        """Before acting: wait with backoff while the guest config carries a lock (other than ``allow``)."""
-        deadline = Deadline(timeout)
-        delays = backoff(initial=0.2, maximum=5.0)
-        fresh = False
-        while True:
-            lock = self._config(vm, fresh=fresh).get("lock")
-            fresh = True
-            if not lock or lock in allow:
-                return
-            delay = next(delays)
-            if deadline.remaining <= delay:
-                raise ProviderError("the guest is still locked (%s) after %ss" % (lock, timeout), vm=vm.name,
-                                    provider=self.provider, details={"lock": lock},
-                                    hint=self._lock_hint(vm, lock))
-            time.sleep(delay)
+                    "after checking the storage; nothing was changed" % (vm.id, vm.id))
+        return None
 
     # --- actions ----------------------------------------------------------------------------
 
@@ -680,7 +696,6 @@ class ProxmoxBackend(SnapshotBackend):
             data["description"] = request.full_description
         if request.memory:
             data["vmstate"] = 1
-        self._wait_unlocked(vm, request.timeout)
         self._run(vm, "snapshot", lambda: base.post(**data), request.timeout, snapshot=request.name)
         snaps = self.list_snapshots(vm)
         for snap in snaps:
@@ -707,7 +722,6 @@ class ProxmoxBackend(SnapshotBackend):
         for name in targets:
             path = self._guest_path(vm) + "/snapshot/" + name
             query = {"force": 1} if force else {}
-            self._wait_unlocked(vm, max(deadline.remaining, 0.001))
             self._run(vm, "snapshot delete", lambda p=path, q=query: self.api(p).delete(**q),
                       max(deadline.remaining, 0.001), snapshot=name)
 
@@ -733,7 +747,6 @@ class ProxmoxBackend(SnapshotBackend):
         if power_state in ("running", "paused"):
             data["start"] = 1
         path = self._guest_path(vm) + "/snapshot/" + snapshot.name + "/rollback"
-        self._wait_unlocked(vm, timeout)
         self._run(vm, "rollback", lambda: self.api(path).post(**data), max(deadline.remaining, 0.001),
                   snapshot=snapshot.name)
         if power_state not in ("stopped", "paused"):

@@ -14,12 +14,16 @@ and may change without notice.
   ``check_mode``, and in check mode it calls no mutating backend method.
 * ``ensure_many()`` runs ``ensure()`` for many VMs with a concurrency cap, one result per VM;
   one VM's failure does not stop the others.
+* ``wait_until_free()`` is the one precheck for a VM held by another job (a backup, a migration,
+  a task already running): refused at once, or waited for up to ``lock_timeout``; providers say
+  only what holds the VM (``SnapshotBackend.busy``).
 """
 
 from __future__ import annotations
 
 import abc
 import fnmatch
+import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +31,7 @@ from typing import Any, Optional
 
 from ansible_collections.prechange.snapshots.plugins.module_utils._errors import (
     AmbiguousSnapshot,
+    GuestBusy,
     InvalidRequest,
     PrecheckFailed,
     ProviderError,
@@ -40,6 +45,7 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._marker import
     parse_duration,
     utcnow,
 )
+from ansible_collections.prechange.snapshots.plugins.module_utils._wait import Deadline, backoff
 
 STATES = ("present", "absent", "reverted")
 # The verb each state's errors use: "Failed to <action> snapshot ...".
@@ -147,6 +153,8 @@ class SnapshotParams:
     delete_all: Optional[str] = None
     marker: Optional[dict] = None
     timeout: Optional[float] = None
+    # Seconds to wait for another job (backup, migration, running task) to release the VM; 0: refuse at once.
+    lock_timeout: float = 0
     options: dict = field(default_factory=dict)
 
 
@@ -228,6 +236,18 @@ class SnapshotBackend(abc.ABC):
     def default_memory(self, vm, options):
         """Whether to save memory state when the user did not say: when the VM is running."""
         return vm.power_state == RUNNING
+
+    def busy(self, vm):
+        """What holds the VM right now (another job: a lock, a running task), as a short text; None when free.
+
+        Read-only. The engine asks before every change, in check mode too, and refuses or waits
+        (``wait_until_free``); a provider whose platform has no such notion keeps this default.
+        """
+        return None
+
+    def busy_hint(self, vm, what):
+        """A provider's own advice for what ``busy`` reported, or None for the engine's wait-or-lock_timeout."""
+        return None
 
     def check_create(self, vm, request, snapshots):
         """Refuse what the platform would refuse or corrupt; changes nothing."""
@@ -339,6 +359,75 @@ def select(snapshots, name_pattern=None, owned=None, run_id=None, older_than=Non
     return chosen
 
 
+# --- another job holds the VM -------------------------------------------------------------
+
+
+def _seconds(value):
+    return ("%g" % value) if isinstance(value, float) else str(value)
+
+
+def busy_error(what, lock_timeout, hint=None, nothing_changed=True, details=None):
+    """The one ``GuestBusy`` every provider reports: what holds the VM, and for how long we waited."""
+    tail = "; nothing was changed" if nothing_changed else ""
+    if lock_timeout and lock_timeout > 0:
+        reason = "the VM is still busy with another job after waiting %ss: %s" % (_seconds(lock_timeout), what)
+        default = "Wait for it, or raise lock_timeout (now %s) to wait longer%s" % (_seconds(lock_timeout), tail)
+    else:
+        reason = "the VM is busy with another job: %s" % what
+        default = "Wait for it, or set lock_timeout to wait up to N seconds%s" % tail
+    all_details = {"busy": what}
+    all_details.update(details or {})
+    return GuestBusy(reason, hint=hint or default, details=all_details)
+
+
+def wait_until_free(backend, vm, lock_timeout, sleep=None, clock=None):
+    """Return once ``backend.busy(vm)`` says nothing else holds the VM.
+
+    With ``lock_timeout`` 0 a busy VM is refused at once; otherwise it is polled with backoff
+    until it is free or ``lock_timeout`` seconds have passed, then refused. Refused means
+    ``GuestBusy`` naming what holds the VM, before anything was changed.
+    """
+    what = backend.busy(vm)
+    if what is None:
+        return
+    sleep, clock = sleep or time.sleep, clock or time.monotonic
+    deadline = Deadline(lock_timeout or 0, clock=clock)
+    for delay in backoff(initial=0.2, maximum=2.0):
+        if deadline.expired:
+            raise busy_error(what, lock_timeout, hint=backend.busy_hint(vm, what))
+        sleep(min(delay, deadline.remaining))
+        what = backend.busy(vm)
+        if what is None:
+            return
+
+
+def retry_while_busy(attempt, busy_of, lock_timeout, hint_of=None, sleep=None, clock=None):
+    """Run ``attempt()``; while it fails because another job took the VM (``busy_of(error)`` names it,
+    else None), retry with backoff for up to ``lock_timeout`` seconds, then raise ``GuestBusy``.
+
+    For a job that starts between the precheck and the provider's own call: the platform refuses
+    the call (a lock, TaskInProgress, libvirt's job lock), and that is the same condition.
+    """
+    sleep, clock = sleep or time.sleep, clock or time.monotonic
+    deadline = None
+    delays = backoff(initial=0.2, maximum=2.0)
+    while True:
+        try:
+            return attempt()
+        except Exception as error:  # pylint: disable=broad-except
+            what = busy_of(error)
+            if what is None:
+                raise
+            if deadline is None:
+                deadline = Deadline(lock_timeout or 0, clock=clock)
+            if deadline.expired:
+                busy = busy_error(what, lock_timeout, hint=hint_of(what) if hint_of else None)
+                for key in ("vm", "snapshot", "provider", "action"):
+                    setattr(busy, key, getattr(busy, key) or getattr(error, key, None))
+                raise busy from error
+            sleep(min(next(delays), deadline.remaining))
+
+
 # --- the decision function ----------------------------------------------------------------
 
 
@@ -347,7 +436,8 @@ def ensure(backend, vm, params, check_mode):
 
     The only code that reads check mode. In check mode it runs the same lookups and
     prechecks as a real run, so it reports the same ``changed`` and fails the same way,
-    and it calls no mutating backend method.
+    and it calls no mutating backend method. Before any change (and its provider prechecks)
+    a VM held by another job is refused, or waited for up to ``params.lock_timeout``.
     """
     action = ACTIONS[params.state]
     try:
@@ -375,6 +465,7 @@ def _ensure_present(backend, vm, params, check_mode, snapshots, before):
             raise InvalidRequest(
                 "the snapshot exists with another description and %s cannot change it" % backend.provider,
                 hint="Omit 'description' or delete the snapshot first")
+        wait_until_free(backend, vm, params.lock_timeout)
         if not check_mode:
             backend.update(vm, existing, description=join_description(params.description, existing.owner),
                            timeout=params.timeout)
@@ -390,6 +481,7 @@ def _ensure_present(backend, vm, params, check_mode, snapshots, before):
         name=params.name, description=params.description or "", marker=params.marker,
         memory=memory, quiesce=params.quiesce, strict=params.strict, timeout=params.timeout,
         options=dict(params.options))
+    wait_until_free(backend, vm, params.lock_timeout)
     backend.check_create(vm, request, snapshots)
     if check_mode:
         current = next((s for s in snapshots if s.current), None)
@@ -421,6 +513,7 @@ def _ensure_renamed(backend, vm, params, check_mode, snapshots, before):
             hint="Delete or rename one of them first; nothing was changed")
     if not backend.supports_rename:
         raise InvalidRequest("%s snapshots cannot be renamed" % backend.provider)
+    wait_until_free(backend, vm, params.lock_timeout)
     after = [params.new_name if n == params.name else n for n in before]
     if not check_mode:
         description = None
@@ -437,6 +530,7 @@ def _ensure_absent(backend, vm, params, check_mode, snapshots, before):
     existing = find_one(snapshots, params.name, vm, backend.provider, "delete", required=False)
     if existing is None:
         return Outcome(vm, False, "absent", None, before=before, after=before)
+    wait_until_free(backend, vm, params.lock_timeout)
     backend.check_delete(vm, existing, snapshots, params.remove_children)
     gone = {existing.name}
     if params.remove_children:
@@ -456,6 +550,8 @@ def _ensure_all_absent(backend, vm, params, check_mode, snapshots, before):
         chosen = [s for s in chosen if fnmatch.fnmatchcase(s.name, params.name)]
     # Deepest first, so no deletion has to re-parent a snapshot that is deleted next.
     chosen.sort(key=lambda s: -s.depth)
+    if chosen:
+        wait_until_free(backend, vm, params.lock_timeout)
     for snap in chosen:
         backend.check_delete(vm, snap, snapshots, False)
     gone = {s.name for s in chosen}
@@ -475,6 +571,7 @@ def _ensure_reverted(backend, vm, params, check_mode, snapshots, before):
         # Not an error: a disk-only snapshot is booted afresh; say so rather than surprise.
         backend.warn("Snapshot '%s' of VM '%s' has no memory state; the VM boots from the snapshot's disks"
                      % (existing.name, vm.name))
+    wait_until_free(backend, vm, params.lock_timeout)
     backend.check_revert(vm, existing, snapshots, params.revert_power_state)
     if not check_mode:
         backend.revert(vm, existing, params.revert_power_state, params.timeout)

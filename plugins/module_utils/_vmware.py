@@ -21,6 +21,11 @@ Speed on large estates comes from never walking the inventory per VM:
 
 Every vSphere task is polled through ``_wait.poll`` with the user's timeout; a failed task raises
 its own fault text, a timeout names the task and the state it was last in.
+
+A VM with a task queued or running (its ``recentTask``, read with the tasks' states in one query)
+is what ``busy`` reports to the engine's lock_timeout precheck; a ``TaskInProgress`` fault on our
+own create/delete/revert (a task that started just after the precheck) is retried within
+lock_timeout, then reported the same way.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._snapshot impo
     SnapshotBackend,
     VmRecord,
     link_tree,
+    retry_while_busy,
 )
 from ansible_collections.prechange.snapshots.plugins.module_utils._wait import poll
 
@@ -211,6 +217,19 @@ def fault_text(fault):
     return type(fault).__name__
 
 
+def task_label(props):
+    """A task's name for messages: its TaskInfo.name without '_Task', or its descriptionId."""
+    name = props.get("info.name") or ""
+    return name[:-len("_Task")] if name.endswith("_Task") else (name or props.get("info.descriptionId") or "?")
+
+
+def in_progress(fault):
+    """What a TaskInProgress fault says holds the VM."""
+    task = getattr(fault, "task", None)
+    return "another task (%s) in progress on the VM: %s" % (_moid(task) if task is not None else "unknown",
+                                                            fault_text(fault))
+
+
 # --- the backend ------------------------------------------------------------------------------
 
 
@@ -298,6 +317,9 @@ class VmwareBackend(SnapshotBackend):
                                         vm=vm, snapshot=snapshot, provider=self.provider)
             return VmNotFound("the VM no longer exists on the server (%s)" % fault_text(error), vm=vm,
                               provider=self.provider)
+        if isinstance(error, vim.fault.TaskInProgress):
+            return ProviderError(fault_text(error), vm=vm, snapshot=snapshot, provider=self.provider,
+                                 details={"busy": in_progress(error)})
         if isinstance(error, vim.fault.NotAuthenticated):
             return ConnectionFailed("the vSphere session is no longer valid: %s" % fault_text(error), vm=vm,
                                     snapshot=snapshot, provider=self.provider)
@@ -635,6 +657,33 @@ class VmwareBackend(SnapshotBackend):
             info = self._apply_vm_state(vm, rows[0][1])
         return snapshots_from_info(info)
 
+    # --- another task on the VM -------------------------------------------------------------
+
+    BUSY_TASK_PATHS = ("info.state", "info.name", "info.descriptionId", "info.key")
+
+    def busy(self, vm):
+        """The VM's tasks that are queued or running: its recentTask and their states, in one query."""
+        pc = vmodl.query.PropertyCollector
+        to_tasks = pc.TraversalSpec(name="recentTask", type=vim.VirtualMachine, path="recentTask", skip=False)
+        spec = pc.FilterSpec(
+            objectSet=[pc.ObjectSpec(obj=vm.handle, skip=True, selectSet=[to_tasks])],
+            propSet=[pc.PropertySpec(type=vim.Task, pathSet=list(self.BUSY_TASK_PATHS))])
+        rows = self._sdk(lambda: self._retrieve(spec), vm=vm.name)
+        active = [(obj, props) for obj, props in rows if str(props.get("info.state")) in ("queued", "running")]
+        if not active:
+            return None
+        return ", ".join("task '%s' (%s) %s" % (task_label(props), _moid(obj), props.get("info.state"))
+                         for obj, props in active) + " on the VM"
+
+    def _busy_of(self, error):
+        """What a TaskInProgress fault (raised by the call, or the task's own error) says holds the VM."""
+        return error.details.get("busy") if isinstance(error, ProviderError) else None
+
+    def _act(self, start, vm, timeout, snapshot=None, read_vm=False):
+        """``_run_task`` for a change, retried within lock_timeout while vSphere answers TaskInProgress."""
+        return retry_while_busy(lambda: self._run_task(start, vm, timeout, snapshot, read_vm=read_vm),
+                                self._busy_of, float(self.params.get("lock_timeout") or 0))
+
     # --- prechecks ----------------------------------------------------------------------------
 
     def check_create(self, vm, request, snapshots):
@@ -702,9 +751,11 @@ class VmwareBackend(SnapshotBackend):
                 return True, info.get("info.result")
             if state == "error":
                 fault = info.get("info.error")
+                details = {"task": _moid(task), "fault": type(fault).__name__}
+                if isinstance(fault, vim.fault.TaskInProgress):
+                    details["busy"] = in_progress(fault)
                 raise ProviderError(fault_text(fault) if fault is not None else "the vSphere task failed",
-                                    vm=vm.name, snapshot=snapshot, provider=self.provider,
-                                    details={"task": _moid(task), "fault": type(fault).__name__})
+                                    vm=vm.name, snapshot=snapshot, provider=self.provider, details=details)
             progress = info.get("info.progress")
             return False, "%s%s" % (state, " (%s%%)" % progress if progress is not None else "")
 
@@ -723,7 +774,7 @@ class VmwareBackend(SnapshotBackend):
     # --- actions ------------------------------------------------------------------------------
 
     def create(self, vm, request):
-        result = self._run_task(
+        result = self._act(
             lambda: vm.handle.CreateSnapshot_Task(name=request.name, description=request.full_description,
                                                   memory=bool(request.memory), quiesce=bool(request.quiesce)),
             vm, request.timeout, request.name, read_vm=True)
@@ -742,9 +793,9 @@ class VmwareBackend(SnapshotBackend):
         return match[0]
 
     def delete(self, vm, snapshot, remove_children, timeout):
-        self._run_task(lambda: snapshot.handle.RemoveSnapshot_Task(removeChildren=bool(remove_children),
-                                                                   consolidate=True),
-                       vm, timeout, snapshot.name)
+        self._act(lambda: snapshot.handle.RemoveSnapshot_Task(removeChildren=bool(remove_children),
+                                                              consolidate=True),
+                  vm, timeout, snapshot.name)
         self._after_delete(vm, snapshot, timeout)
 
     def _after_delete(self, vm, snapshot, timeout):
@@ -770,8 +821,8 @@ class VmwareBackend(SnapshotBackend):
         power_state_after = power_state
         # With 'stopped', never let the revert itself power the VM on.
         suppress = power_state_after == "stopped"
-        self._run_task(lambda: snapshot.handle.RevertToSnapshot_Task(suppressPowerOn=suppress),
-                       vm, timeout, snapshot.name)
+        self._act(lambda: snapshot.handle.RevertToSnapshot_Task(suppressPowerOn=suppress),
+                  vm, timeout, snapshot.name)
         if power_state_after == "snapshot":
             return
         rows = self._sdk(lambda: self._properties([vm.handle], vim.VirtualMachine, ["runtime.powerState"]),

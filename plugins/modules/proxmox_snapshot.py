@@ -16,8 +16,12 @@ description:
     C(/cluster/resources) query, also for many guests in batch mode. A name that several guests share
     fails and lists them.
   - Every Proxmox task (UPID) is waited for, up to O(timeout). A failed task reports the text of its own
-    log. While Proxmox answers that the guest is locked (a backup, a migration, another snapshot job), the
-    call is retried with backoff up to O(timeout), then reported with the lock's name.
+    log.
+  - A guest whose configuration is locked by another job (C(backup), C(migrate), C(snapshot), C(clone)...)
+    is refused before anything is changed, naming the lock, or waited for up to O(lock_timeout). When
+    Proxmox answers that the guest is locked just as the task starts, the task is retried with backoff
+    within the same O(lock_timeout). A C(snapshot-delete) lock left by an earlier failed delete is reported
+    with how to clear it (see O(force)).
   - Before anything is changed, it refuses what Proxmox would refuse half way, with the reason. Snapshot
     names Proxmox does not accept (2-40 characters, a letter first, then letters, digits, C(-) or C(_);
     C(current), and C(pending) for VMs or C(vzdump) for containers, are reserved). Memory state for

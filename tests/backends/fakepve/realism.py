@@ -383,6 +383,9 @@ class RealisticPve(FakePve):
                     self.unlock(vmid)
                 asyncio.ensure_future(later())
             return 'locked'
+        if op == 'backup':
+            # fakepve's own vzdump task: the 'backup' lock for 'secs' PVE seconds, a running task meanwhile.
+            return await self.backup(vmid, secs=float(args.get('secs', 30)))
         if op == 'unlock':
             self.unlock(vmid)
             return 'unlocked'

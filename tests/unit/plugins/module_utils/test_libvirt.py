@@ -19,6 +19,7 @@ libvirt = pytest.importorskip("libvirt")
 # pylint: disable=wrong-import-position
 from ansible_collections.prechange.snapshots.plugins.module_utils._errors import (  # noqa: E402
     ConnectionFailed,
+    GuestBusy,
     PrecheckFailed,
     SnapshotNotFound,
     VmNotFound,
@@ -208,7 +209,7 @@ def test_blocking_call_times_out_with_the_job_state(backend):
 
 
 def test_running_job_refuses_before_any_change(backend):
-    """A domain busy with another job (backup, migration) is refused up front.
+    """A domain busy with another job (backup, migration) is refused up front (real libvirtd: test_libvirt_busy).
 
     The test driver keeps no job statistics, so this wraps its real domain and answers
     jobStats() as libvirt documents for a running job: type 2 (VIR_DOMAIN_JOB_UNBOUNDED).
@@ -224,9 +225,9 @@ def test_running_job_refuses_before_any_change(backend):
             return {"type": 2, "operation": 7, "time_elapsed": 1500}
 
     vm.handle = Busy()
-    with pytest.raises(PrecheckFailed) as info:
+    with pytest.raises(GuestBusy) as info:
         ensure(backend, vm, present("pre"), check_mode=False)
-    assert "another job is running on the VM (job unbounded, operation 7, 1500 ms elapsed)" in str(info.value)
+    assert "the VM is busy with another job: libvirt job 'snapshot revert' running for 1 s" in str(info.value)
     assert real.listAllSnapshots(0) == []
 
 

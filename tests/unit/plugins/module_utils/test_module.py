@@ -51,6 +51,10 @@ def run(args):
     ({"vm": "web01", "name": "pre", "timeout": 0},
      "Failed to create snapshot 'pre' of VM 'web01' on testprov: 'timeout' must be a positive number of seconds. "
      "Set timeout to the seconds to wait, for example 600; nothing was changed."),
+    ({"vm": "web01", "name": "pre", "lock_timeout": -1},
+     "Failed to create snapshot 'pre' of VM 'web01' on testprov: 'lock_timeout' must be 0 or a positive number of "
+     "seconds. Set lock_timeout to 0 to refuse a VM held by another job at once, or to the seconds to wait for it; "
+     "nothing was changed."),
     ({"vms": ["web01", "web02"], "name": "pre", "concurrency": 0},
      "Failed to create snapshot 'pre' on testprov: 'concurrency' must be at least 1. Set concurrency to 1 or "
      "more; nothing was changed."),

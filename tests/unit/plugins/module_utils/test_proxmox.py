@@ -27,6 +27,7 @@ from ansible_collections.prechange.snapshots.plugins.module_utils import _proxmo
 from ansible_collections.prechange.snapshots.plugins.module_utils._errors import (  # noqa: E402
     AmbiguousVm,
     ConnectionFailed,
+    GuestBusy,
     InvalidRequest,
     PrecheckFailed,
     ProviderError,
@@ -332,15 +333,13 @@ def test_invalid_name_fails_before_connecting(monkeypatch):
     assert "start with a letter" in str(err.value)
 
 
-def test_create_waits_for_the_task_and_retries_a_lock(make_backend):
+def _locked_then_ok_api():
     first, second = upid(n=1), upid(n=2)
     api = FakeApi([dict(g) for g in GUESTS], tasks={
         first: [{"status": "stopped", "exitstatus": "VM is locked (backup)"}],
         second: [{"status": "running"}, {"status": "running"}, {"status": "stopped", "exitstatus": "OK"}],
     })
     api.post_script = [first, second]
-    backend = make_backend(api)
-    vm = backend.find_vm("web01")
     api.guests[0]["snapshots"] = []
 
     def appear(method, path, params, original=api.handle):
@@ -349,24 +348,75 @@ def test_create_waits_for_the_task_and_retries_a_lock(make_backend):
             api.guests[0]["snapshots"] = [{"name": "pre", "snaptime": 1, "vmstate": 1}]
         return result
     api.handle = appear
-    outcome = ensure(backend, vm, SnapshotParams(state="present", name="pre", timeout=30), check_mode=False)
+    return api, first
+
+
+def test_a_lock_taken_as_our_task_starts_is_retried_within_lock_timeout(make_backend):
+    api, _first = _locked_then_ok_api()
+    backend = make_backend(api, lock_timeout=30)
+    vm = backend.find_vm("web01")
+    outcome = ensure(backend, vm, SnapshotParams(state="present", name="pre", timeout=30, lock_timeout=30),
+                     check_mode=False)
     assert outcome.changed and outcome.snapshot.name == "pre" and outcome.snapshot.memory
     posts = [c for c in api.calls if c[0] == "POST"]
     assert len(posts) == 2 and posts[0][2] == {"snapname": "pre", "vmstate": 1}
 
 
-def test_lock_still_held_at_the_timeout_names_it(make_backend):
-    # time.sleep is a no-op here (make_backend), so the backoff grows past the timeout at once.
+def test_a_lock_taken_as_our_task_starts_is_refused_with_lock_timeout_0(make_backend):
+    api, first = _locked_then_ok_api()
+    backend = make_backend(api)
+    vm = backend.find_vm("web01")
+    with pytest.raises(GuestBusy) as err:
+        ensure(backend, vm, SnapshotParams(state="present", name="pre", timeout=600), check_mode=False)
+    assert err.value.message == (
+        "Failed to create snapshot 'pre' of VM 'web01' on proxmox: the VM is busy with another job: locked "
+        "(backup). Wait for it, or set lock_timeout to wait up to N seconds; nothing was changed.")
+    assert err.value.details == {"busy": "locked (backup)", "lock": "backup", "upid": first}
+    assert len([c for c in api.calls if c[0] == "POST"]) == 1
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_a_guest_locked_at_precheck_time_is_refused_at_once(make_backend, check_mode):
     api = FakeApi([dict(g) for g in GUESTS])
     api.guests[0]["config"] = dict(api.guests[0]["config"], lock="backup")
     backend = make_backend(api)
     vm = backend.find_vm("web01")
-    with pytest.raises(ProviderError) as err:
-        ensure(backend, vm, SnapshotParams(state="present", name="pre", timeout=5), check_mode=False)
-    assert err.value.details["lock"] == "backup"
-    assert "still locked (backup) after 5s" in err.value.message
+    with pytest.raises(GuestBusy) as err:
+        ensure(backend, vm, SnapshotParams(state="present", name="pre", timeout=600), check_mode=check_mode)
+    assert err.value.details == {"busy": "locked (backup)"}
+    assert "the VM is busy with another job: locked (backup)" in err.value.message
+    assert [c[1] for c in api.calls].count("nodes/pve1/qemu/100/config") == 1
+    assert not [c for c in api.calls if c[0] in ("POST", "DELETE", "PUT")]
+
+
+def test_a_lock_held_past_lock_timeout_names_it_and_the_wait(make_backend):
+    # time.sleep is a no-op here (make_backend): the wait is polled to its bound without sleeping.
+    api = FakeApi([dict(g) for g in GUESTS])
+    api.guests[0]["config"] = dict(api.guests[0]["config"], lock="migrate")
+    backend = make_backend(api, lock_timeout=0.5)
+    vm = backend.find_vm("web01")
+    with pytest.raises(GuestBusy) as err:
+        ensure(backend, vm, SnapshotParams(state="present", name="pre", timeout=5, lock_timeout=0.5),
+               check_mode=False)
+    assert "still busy with another job after waiting 0.5s: locked (migrate)" in err.value.message
+    assert err.value.message.endswith("raise lock_timeout (now 0.5) to wait longer; nothing was changed.")
+    assert [c[1] for c in api.calls].count("nodes/pve1/qemu/100/config") > 1
     assert not [c for c in api.calls if c[0] == "POST"]
-    assert any("locked (backup)" in w for w in backend.warnings)
+
+
+def test_a_leftover_snapshot_delete_lock_keeps_its_own_hint_and_force_gets_past_it(make_backend):
+    api = FakeApi([dict(g) for g in GUESTS])
+    api.guests[0]["config"] = dict(api.guests[0]["config"], lock="snapshot-delete")
+    api.guests[0]["snapshots"] = [{"name": "old", "snaptime": 1, "snapstate": "delete"}]
+    backend = make_backend(api, state="absent", name="old")
+    vm = backend.find_vm("web01")
+    with pytest.raises(GuestBusy) as err:
+        ensure(backend, vm, SnapshotParams(state="absent", name="old"), check_mode=False)
+    assert "locked (snapshot-delete). A snapshot delete failed earlier and left the lock; delete that snapshot " \
+           "again with force: true" in err.value.message
+    forced = make_backend(api, state="absent", name="old", force=True)
+    outcome = ensure(forced, forced.find_vm("web01"), SnapshotParams(state="absent", name="old"), check_mode=True)
+    assert outcome.changed and outcome.action == "deleted"
 
 
 def test_failed_task_reports_its_log_not_a_timeout(make_backend):

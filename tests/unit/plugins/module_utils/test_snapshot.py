@@ -13,8 +13,10 @@ import itertools
 
 import pytest
 
+from ansible_collections.prechange.snapshots.plugins.module_utils import _snapshot
 from ansible_collections.prechange.snapshots.plugins.module_utils._errors import (
     AmbiguousSnapshot,
+    GuestBusy,
     InvalidRequest,
     PrecheckFailed,
     SnapshotNotFound,
@@ -28,6 +30,8 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._snapshot impo
     ensure,
     ensure_many,
     link_tree,
+    retry_while_busy,
+    wait_until_free,
 )
 
 MUTATORS = ("create", "delete", "revert", "update")
@@ -38,8 +42,10 @@ class FakeBackend(SnapshotBackend):
     supports_update = True
     supports_rename = True
 
-    def __init__(self, snapshots=(), power_state="running", refuse=None):
+    def __init__(self, snapshots=(), power_state="running", refuse=None, busy=()):
         super().__init__({}, warn=self.warnings_append)
+        # What busy() answers in turn (the last answer repeats); empty: never busy.
+        self.busy_script = list(busy)
         self.warnings = []
         self.calls = []
         self.power_state = power_state
@@ -55,6 +61,12 @@ class FakeBackend(SnapshotBackend):
             from ansible_collections.prechange.snapshots.plugins.module_utils._errors import VmNotFound
             raise VmNotFound("no such VM", vm=ref, provider=self.provider)
         return VmRecord(name=ref, id="id-" + ref, power_state=self.power_state)
+
+    def busy(self, vm):
+        self.calls.append("busy")
+        if not self.busy_script:
+            return None
+        return self.busy_script.pop(0) if len(self.busy_script) > 1 else self.busy_script[0]
 
     def list_snapshots(self, vm):
         self.calls.append("list_snapshots")
@@ -303,3 +315,137 @@ def test_batch_one_failure_does_not_stop_others():
     row = results[1].to_result()
     assert row["failed"] and row["vm"] == "missing" and row["error"] == "VmNotFound"
     assert row["msg"].startswith("Failed to create snapshot 'n' of VM 'missing' on fake:")
+
+
+# --- a VM held by another job ------------------------------------------------------------------
+
+
+class FakeClock(object):
+    """Monotonic time that moves only when the code under test sleeps."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.sleeps = []
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = FakeClock()
+    monkeypatch.setattr(_snapshot, "time", fake)
+    return fake
+
+
+BUSY_STATES = [("present", False), ("absent", True), ("reverted", True)]
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+@pytest.mark.parametrize("state,exists", BUSY_STATES)
+def test_busy_vm_is_refused_at_once_before_any_precheck_or_change(clock, state, exists, check_mode):
+    backend = FakeBackend(EXISTING if exists else ABSENT, busy=["locked (backup)"])
+    with pytest.raises(GuestBusy) as info:
+        ensure(backend, VM, _params(state, timeout=600), check_mode)
+    action = {"present": "create", "absent": "delete", "reverted": "revert"}[state]
+    assert str(info.value) == (
+        "Failed to %s snapshot 'snap' of VM 'web01' on fake: the VM is busy with another job: locked (backup). "
+        "Wait for it, or set lock_timeout to wait up to N seconds; nothing was changed." % action)
+    assert isinstance(info.value, PrecheckFailed)
+    assert info.value.details == {"busy": "locked (backup)"}
+    assert backend.calls.count("busy") == 1 and clock.sleeps == []
+    assert not [c for c in backend.calls if c.startswith("check_") or c in MUTATORS], backend.calls
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_busy_then_free_within_lock_timeout_proceeds(clock, check_mode):
+    backend = FakeBackend(ABSENT, busy=["task 'Backup' in progress"] * 3 + [None])
+    outcome = ensure(backend, VM, _params("present", name="new", lock_timeout=30), check_mode)
+    assert outcome.changed and outcome.action == "created"
+    assert backend.calls.count("busy") == 4 and len(clock.sleeps) == 3
+    assert 0 < clock.now < 30
+    assert backend.calls.index("check_create") > max(i for i, c in enumerate(backend.calls) if c == "busy")
+    assert ("create" in backend.calls) is (not check_mode)
+
+
+def test_busy_past_lock_timeout_is_refused_naming_the_wait(clock):
+    backend = FakeBackend(EXISTING, busy=["libvirt job 'backup' running"])
+    with pytest.raises(GuestBusy) as info:
+        ensure(backend, VM, _params("reverted", lock_timeout=5), check_mode=False)
+    assert info.value.message == (
+        "Failed to revert snapshot 'snap' of VM 'web01' on fake: the VM is still busy with another job after "
+        "waiting 5s: libvirt job 'backup' running. Wait for it, or raise lock_timeout (now 5) to wait longer; "
+        "nothing was changed.")
+    assert clock.now == pytest.approx(5)
+    assert not [c for c in backend.calls if c.startswith("check_") or c in MUTATORS]
+
+
+def test_nothing_to_do_does_not_ask_whether_the_vm_is_busy(clock):
+    for state, exists in (("present", True), ("absent", False)):
+        backend = FakeBackend(EXISTING if exists else ABSENT, busy=["locked (backup)"])
+        outcome = ensure(backend, VM, _params(state), check_mode=False)
+        assert not outcome.changed and "busy" not in backend.calls
+
+
+def test_provider_hint_replaces_the_default(clock):
+    backend = FakeBackend(EXISTING, busy=["locked (snapshot-delete)"])
+    backend.busy_hint = lambda vm, what: "Delete that snapshot again with force: true"
+    with pytest.raises(GuestBusy) as info:
+        ensure(backend, VM, _params("absent"), check_mode=False)
+    assert info.value.message.endswith("locked (snapshot-delete). Delete that snapshot again with force: true.")
+
+
+def test_wait_until_free_polls_with_backoff_up_to_the_bound():
+    fake = FakeClock()
+    backend = FakeBackend(busy=["locked (migrate)"])
+    with pytest.raises(GuestBusy) as info:
+        wait_until_free(backend, VM, 10, sleep=fake.sleep, clock=fake.monotonic)
+    assert fake.now == pytest.approx(10)
+    assert max(fake.sleeps) > 4 * fake.sleeps[0] and len(fake.sleeps) < 20  # backing off, not hammering
+    assert info.value.details["busy"] == "locked (migrate)"
+    free = FakeBackend()
+    assert wait_until_free(free, VM, 0, sleep=fake.sleep, clock=fake.monotonic) is None
+    assert free.calls == ["busy"]
+
+
+def test_retry_while_busy_retries_what_the_platform_refused_then_reports_it():
+    fake = FakeClock()
+    attempts = []
+
+    def attempt():
+        attempts.append(fake.now)
+        if len(attempts) < 3:
+            raise RuntimeError("Another task is already in progress.")
+        return "done"
+
+    def busy_of(error):
+        return "task 'Create virtual machine snapshot' in progress" if "in progress" in str(error) else None
+
+    assert retry_while_busy(attempt, busy_of, 10, sleep=fake.sleep, clock=fake.monotonic) == "done"
+    assert len(attempts) == 3
+    attempts[:] = []
+    with pytest.raises(GuestBusy) as info:
+        retry_while_busy(attempt, busy_of, 0, sleep=fake.sleep, clock=fake.monotonic)
+    assert len(attempts) == 1 and "Create virtual machine snapshot" in info.value.reason
+    assert isinstance(info.value.__cause__, RuntimeError)
+    with pytest.raises(ValueError):
+        retry_while_busy(lambda: int("x"), busy_of, 10, sleep=fake.sleep, clock=fake.monotonic)
+
+
+def test_batch_waits_for_or_refuses_each_vm_on_its_own(clock):
+    class PerVm(FakeBackend):
+        def busy(self, vm):
+            return "locked (backup)" if vm.name == "b" else None
+
+    backend = PerVm(ABSENT)
+    # (The fake shares one snapshot tree between its VMs: the busy VM goes first.)
+    results = ensure_many(backend, ["b", "a"], _params("present", name="n"), False, concurrency=1)
+    assert [r.error is None for r in results] == [False, True]
+    assert results[1].outcome.action == "created"
+    row = results[0].to_result()
+    assert row["error"] == "GuestBusy" and row["busy"] == "locked (backup)"
+    assert row["msg"].startswith("Failed to create snapshot 'n' of VM 'b' on fake: the VM is busy")
