@@ -234,6 +234,17 @@ class ActionModule(ActionBase):
                     raise ValueError
             except (TypeError, ValueError):
                 raise _bad(host, "snapshot_%s is '%s'" % (key, request.get(key)), "Use a positive number")
+        ActionModule._check_lock_timeout(request, host, "snapshot")
+
+    @staticmethod
+    def _check_lock_timeout(request, host, role):
+        try:
+            request["lock_timeout"] = float(request.get("lock_timeout") or 0)
+            if request["lock_timeout"] < 0:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise _bad(host, "%s_lock_timeout is '%s'" % (role, request.get("lock_timeout")),
+                       "Use the seconds to wait for another job on the VM (0: refuse at once)")
 
     @staticmethod
     def _check_settle(request, host):
@@ -260,6 +271,7 @@ class ActionModule(ActionBase):
         if request.get("verify_passed") is not None:
             request["verify_passed"] = boolean(request["verify_passed"], strict=False)
         request["change_failed"] = boolean(request.get("change_failed") or False, strict=False)
+        ActionModule._check_lock_timeout(request, host, "revert_or_prune")
 
     @staticmethod
     def _check_lookup(request, host):
@@ -277,6 +289,7 @@ class ActionModule(ActionBase):
             raise _bad(host, "revert_or_prune_prune_scope is '%s'" % request.get("scope"), "Use hosts or endpoint")
         if not request.get("vm"):
             raise _bad(host, "no VM is named", "Set prechange_vm (default: the inventory hostname)")
+        ActionModule._check_lock_timeout(request, host, "revert_or_prune")
 
     # --- run: one API session per endpoint, every VM at once -----------------------------------------------
 

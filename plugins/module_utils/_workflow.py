@@ -56,6 +56,7 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._snapshot impo
     SnapshotParams,
     ensure,
     error_fields,
+    wait_until_free,
 )
 
 DECISIONS = ("revert", "delete", "keep", "release")
@@ -101,6 +102,7 @@ class BeginRequest:
     quiesce: bool = False
     strict: bool = False
     timeout: Optional[float] = None
+    lock_timeout: float = 0
     options: dict = field(default_factory=dict)
     adopt: str = "run"
     takeover: bool = False
@@ -237,7 +239,8 @@ def begin(backend, vm, request, check_mode, now=None):
                          power=vm.power_state)
     params = SnapshotParams(state="present", name=request.name, description=request.description,
                             memory=request.memory, quiesce=request.quiesce, strict=request.strict,
-                            marker=marker, timeout=request.timeout, options=dict(request.options))
+                            marker=marker, timeout=request.timeout, lock_timeout=request.lock_timeout,
+                            options=dict(request.options))
     dry = check_mode or request.check_only
     outcome = ensure(backend, vm, params, dry)  # the provider's own prechecks run here, in both modes
     if dry:
@@ -348,7 +351,8 @@ def revert_power(requested, recorded, memory):
     return "snapshot"
 
 
-def settle(backend, vm, expected, decision, power_state, check_mode, timeout=None, now=None, passed=None):
+def settle(backend, vm, expected, decision, power_state, check_mode, timeout=None, now=None, passed=None,
+           lock_timeout=0):
     """Act on exactly the recorded snapshot: revert, delete, keep or release; record the phase.
 
     ``passed`` is the verdict behind a keep: a kept snapshot of a passed change is ``verified``,
@@ -369,11 +373,15 @@ def settle(backend, vm, expected, decision, power_state, check_mode, timeout=Non
         # A real revert says so through the engine's warning.
         result["warnings"].append(
             "Snapshot '%s' of VM '%s' has no memory state; the VM boots from the snapshot's disks" % (snap.name, vm.name))
+    if decision != "revert":
+        # A revert waits for a busy VM inside the engine; a delete or a marker update waits here.
+        wait_until_free(backend, vm, lock_timeout)
     if check_mode:
         return result
     marker = dict(owner, phase=phase, lease=None, holder=None)
     if decision == "revert":
-        params = SnapshotParams(state="reverted", name=snap.name, revert_power_state=power, timeout=timeout)
+        params = SnapshotParams(state="reverted", name=snap.name, revert_power_state=power, timeout=timeout,
+                                lock_timeout=lock_timeout)
         outcome = ensure(backend, vm, params, False)
         result["vm"] = outcome.vm.to_result()
         snap = outcome.snapshot or snap
@@ -486,7 +494,8 @@ def begin_request(request, run_id, holder):
         creator=request.get("creator") or None,
         expires=parse_time(request.get("expires")),
         memory=request.get("memory"), quiesce=bool(request.get("quiesce")), strict=bool(request.get("strict")),
-        timeout=request.get("timeout"), options=dict(request.get("options") or {}),
+        timeout=request.get("timeout"), lock_timeout=float(request.get("lock_timeout") or 0),
+        options=dict(request.get("options") or {}),
         adopt=request.get("adopt") or "run", takeover=bool(request.get("takeover")),
         policy=Policy(max_count=int(policy.get("max_count") or 0),
                       max_age=timedelta(seconds=policy["max_age_seconds"]) if policy.get("max_age_seconds") else None,
@@ -560,7 +569,7 @@ def _one(backend, vm, request, kind, check_mode, run_id, holder, now):
         record = request["record"]
         decision, why, passed = settle_decision(request)
         result = settle(backend, vm, record, decision, request.get("power_state") or "recorded", check_mode,
-                        request.get("timeout"), now, passed=passed)
+                        request.get("timeout"), now, passed=passed, lock_timeout=float(request.get("lock_timeout") or 0))
         result["reason"] = why
         return result
     if kind == "lookup":
@@ -570,7 +579,7 @@ def _one(backend, vm, request, kind, check_mode, run_id, holder, now):
                   "power_state": snap.owner.get("power")}
         decision = request.get("action") or "revert"
         result = settle(backend, vm, record, decision, request.get("power_state") or "recorded", check_mode,
-                        request.get("timeout"), now)
+                        request.get("timeout"), now, lock_timeout=float(request.get("lock_timeout") or 0))
         result["reason"] = "asked for (%s)" % decision
         result["record"] = record
         return result
@@ -630,6 +639,8 @@ def _prune_vm(backend, vm, request, check_mode, now):
     chosen, held = select_prunable(snapshots, request.get("select") or "expired",
                                    request.get("run_id") or None, request.get("name_pattern") or None, now)
     deleted = []
+    if chosen:
+        wait_until_free(backend, vm, float(request.get("lock_timeout") or 0))
     for snap in chosen:
         backend.check_delete(vm, snap, snapshots, False)
         if not check_mode:
