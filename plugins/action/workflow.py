@@ -439,4 +439,3 @@ class ActionModule(ActionBase):
     def _facts_prune(mine, request, everything):
         return {"revert_or_prune_pruned": {"deleted": mine.get("deleted") or [], "held": mine.get("held") or [],
                                            "others": mine.get("others") or []}}
-

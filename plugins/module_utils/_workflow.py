@@ -196,8 +196,8 @@ def plan_begin(snapshots, request, now=None, free_bytes=None):
     if same_name:
         snap = same_name[0]
         if snap.owner and snap.owner.get("run") == request.run_id:
-            why = "run %s already reached its verdict for it (%s)" % (request.run_id, snap.owner.get("phase") or
-                                                                     "recorded before runs kept a phase")
+            phase = snap.owner.get("phase") or "recorded before runs kept a phase"
+            why = "run %s already reached its verdict for it (%s)" % (request.run_id, phase)
             hint = "Start a new run (leave prechange_run_id unset) or choose another snapshot_name; nothing was changed"
         elif snap.owner:
             why = "it belongs to maintenance %s" % _who(snap.owner)
@@ -451,7 +451,6 @@ def check_expiry(expires, now=None):
         raise InvalidRequest("the expiry %s is already in the past" % isoformat(expires),
                              hint="Give a duration (7d) or a future timestamp; nothing was changed")
     return expires
-
 
 
 # --- one call per endpoint ----------------------------------------------------------------------------
