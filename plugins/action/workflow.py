@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import copy
 import importlib
+import json
 import os
 import secrets
+import socket
 import sys
 import traceback
 
+from ansible import constants as C
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
@@ -37,6 +40,14 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._marker import
     isoformat,
     parse_duration,
     resolve_expiry,
+    utcnow,
+)
+from ansible_collections.prechange.snapshots.plugins.module_utils._report import (
+    REPORT_FACTS,
+    build as build_report,
+    failure_message,
+    host_record,
+    markdown as report_markdown,
 )
 from ansible_collections.prechange.snapshots.plugins.module_utils._module import (
     default_creator,
@@ -96,15 +107,15 @@ def _bad(host, what, hint):
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("step", "kind", "request", "hosts", "run_id", "holder", "results"))
+    _VALID_ARGS = frozenset(("step", "kind", "request", "hosts", "run_id", "holder", "results", "report_dir"))
     _supports_check_mode = True
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
         step, kind = self._task.args.get("step"), self._task.args.get("kind")
-        if step == "start":
-            result.update(self._start(task_vars))
+        if step in ("start", "report"):
+            result.update(getattr(self, "_" + step)(task_vars))
             return result
         if kind not in KINDS or step not in ("request", "run", "publish"):
             raise AnsibleActionFail("workflow: step must be start, request, run or publish and kind one of %s"
@@ -132,6 +143,39 @@ class ActionModule(ActionBase):
                "holder": "%s:%s:%s" % (default_creator(), os.getppid(), secrets.token_hex(3))}
         return {"changed": False, "ansible_facts": {"prechange_run": run}}
 
+    # --- report: the run report, from every host's facts -----------------------------------------------
+
+    def _report(self, task_vars):
+        """Write the run report (JSON and Markdown) when a directory is given; say each host's outcome."""
+        hostvars = task_vars.get("hostvars") or {}
+        hosts = self._task.args.get("hosts") or task_vars.get("ansible_play_hosts_all") or []
+        run_id = self._task.args.get("run_id") or "none"
+        records, not_reached = [], []
+        for host in hosts:
+            facts = hostvars.get(host) or {}
+            if not isinstance(facts.get(FACT % "snapshot"), dict):
+                not_reached.append(host)
+                continue
+            records.append(host_record(host, {key: facts.get(key) for key in REPORT_FACTS}))
+        report = build_report("maintenance", run_id, bool(self._task.check_mode), isoformat(utcnow()),
+                              socket.gethostname(), records, not_reached)
+        directory = self._task.args.get("report_dir")
+        path = None
+        if directory:
+            path = os.path.join(directory, "maintenance-%s%s" % (run_id, "-check" if self._task.check_mode else ""))
+            os.makedirs(directory, exist_ok=True)
+            with open(path + ".json", "w", encoding="utf-8") as handle:
+                json.dump(report, handle, indent=2, sort_keys=False, default=str)
+                handle.write("\n")
+            with open(path + ".md", "w", encoding="utf-8") as handle:
+                handle.write(report_markdown(report))
+        outcomes = {r["host"]: {"outcome": r["outcome"], "msg": failure_message(r, path)} for r in records}
+        summary = report["summary"]
+        msg = "Run report: %s (%d ok, %d reverted, %d error, %d not reached)" % (
+            "%s.json and %s.md" % (path, path) if path else "not written (no report directory)",
+            summary["ok"], summary["reverted"], summary["error"], summary["not_reached"])
+        return {"changed": False, "msg": msg, "report": report, "hosts": outcomes, "path": path}
+
     # --- request: one host's inputs, checked in its own variable context -------------------------------
 
     def _request(self, kind, task_vars):
@@ -146,12 +190,23 @@ class ActionModule(ActionBase):
         return {"changed": False, "ansible_facts": {FACT % kind: request}, "_ansible_no_log": True}
 
     def _round(self):
-        """Which call this step belongs to: the block that holds the request, run and publish tasks.
+        """Which call a step belongs to, the same for its request and run steps and no other call's.
 
-        Every host that runs the request task of one call (also a host failed earlier in a block,
-        now in its ``always``) shares it; a later call (another include of the role) has another.
+        The request and run tasks of one call share the outermost block above them up to the nearest
+        dynamic include (include_role / include_tasks): a play-level block, or the blocks one include
+        made. Static imports (import_role, import_tasks) stay inside it. Another include of the role,
+        another top-level task of the play, or another loop item is another call, so a request that an
+        earlier call left in a host's facts is never taken for this call's.
         """
-        return getattr(self._task._parent, "_uuid", None)  # pylint: disable=protected-access
+        dynamic = tuple(C._ACTION_INCLUDE_TASKS) + tuple(C._ACTION_INCLUDE_ROLE)  # pylint: disable=protected-access
+        node, root = self._task._parent, None  # pylint: disable=protected-access
+        while node is not None:
+            if getattr(node, "action", None) in dynamic:
+                break
+            if type(node).__name__ == "Block":
+                root = node
+            node = getattr(node, "_parent", None)
+        return getattr(root, "_uuid", None)
 
     def _check_request(self, kind, raw, host, task_vars):
         provider = raw.get("provider")
@@ -314,6 +369,10 @@ class ActionModule(ActionBase):
             for provider, connection, items in group_requests(requests):
                 results.update(self._run_group(provider, connection, items, kind, check_mode, run_id, holder,
                                                no_log_values))
+        for host, result in results.items():
+            result["failed"] = bool(result.get("failed"))
+            if not result["failed"] and host in requests:
+                result.update(self._outputs(kind, result, requests[host], run_id))
         out = {
             "changed": any(r.get("changed") for r in results.values()),
             "hosts": remove_values(results, no_log_values),
@@ -344,7 +403,7 @@ class ActionModule(ActionBase):
         spec, kwargs = provider_spec(provider)
         args = dict(self._module_defaults(provider))
         args.update(connection)
-        validation = ArgumentSpecValidator(spec, **{k: v for k, v in kwargs.items()}).validate(args)
+        validation = ArgumentSpecValidator(spec, **kwargs).validate(args)
         no_log_values.update(validation._no_log_values)  # pylint: disable=protected-access
         if validation.errors.errors:
             return everyone_fails(InvalidRequest(validation.errors.msg,
@@ -372,6 +431,31 @@ class ActionModule(ActionBase):
                 found.setdefault(host, {}).setdefault("warnings", []).append(warning)
         return found
 
+    @staticmethod
+    def _outputs(kind, mine, request, run_id):
+        """The documented outputs of a host's result: ``record`` (snapshot) or ``summary`` (the others)."""
+        snap = mine.get("snapshot") or {}
+        owner = snap.get("owner") or {}
+        vm = mine.get("vm") or {}
+        if kind == "snapshot":
+            return {"record": {
+                "provider": request.get("provider"), "vm": request.get("vm"), "vm_name": vm.get("name"),
+                "vm_id": vm.get("id"), "power_state": mine.get("power_state"), "name": snap.get("name"),
+                "id": snap.get("id"), "created": snap.get("created"), "memory": snap.get("memory"),
+                "owner": owner or None, "run_id": owner.get("run") or run_id, "play_run_id": run_id,
+                "action": mine.get("action"), "adopted": mine.get("action") == "adopted",
+                "predicted": bool(mine.get("predicted")), "checked_only": mine.get("action") == "checked"}}
+        if kind in ("settle", "lookup"):
+            outputs = {"summary": {
+                "action": mine.get("action"), "reason": mine.get("reason"), "snapshot": snap.get("name"),
+                "snapshot_id": snap.get("id"), "vm": vm.get("name") or request.get("vm"),
+                "provider": request.get("provider"), "power_state": mine.get("power_state"),
+                "expires": owner.get("expires"), "warnings": list(mine.get("warnings") or [])}}
+            if mine.get("record"):
+                outputs["record"] = dict(mine["record"], provider=request.get("provider"), vm=request.get("vm"))
+            return outputs
+        return {}
+
     def _module_defaults(self, provider):
         """The play's module_defaults for this provider's group and snapshot module, templated."""
         merged = {}
@@ -398,44 +482,24 @@ class ActionModule(ActionBase):
             out.update({k: v for k, v in mine.items() if k not in ("changed", "warnings")})
             out["failed"] = True
             return out
-        request = (task_vars.get("hostvars", {}).get(host) or {}).get(FACT % kind) or {}
-        out["ansible_facts"] = getattr(self, "_facts_" + kind)(mine, request, everything)
+        out["ansible_facts"] = getattr(self, "_facts_" + kind)(mine, everything)
         return out
 
     @staticmethod
-    def _facts_snapshot(mine, request, everything):
-        snap = mine.get("snapshot") or {}
-        owner = snap.get("owner") or {}
-        record = {
-            "provider": request.get("provider"), "vm": request.get("vm"),
-            "vm_name": (mine.get("vm") or {}).get("name"), "vm_id": (mine.get("vm") or {}).get("id"),
-            "power_state": mine.get("power_state"), "name": snap.get("name"), "id": snap.get("id"),
-            "created": snap.get("created"), "memory": snap.get("memory"), "owner": owner or None,
-            "run_id": owner.get("run") or everything.get("run_id"), "play_run_id": everything.get("run_id"),
-            "action": mine.get("action"), "adopted": mine.get("action") == "adopted",
-            "predicted": bool(mine.get("predicted")), "checked_only": mine.get("action") == "checked",
-        }
-        return {"snapshot_record": record, "snapshot_run_id": everything.get("run_id"),
+    def _facts_snapshot(mine, everything):
+        return {"snapshot_record": mine["record"], "snapshot_run_id": everything.get("run_id"),
                 "snapshot_warnings": list(mine.get("warnings") or [])}
 
     @staticmethod
-    def _facts_settle(mine, request, everything):
-        snap = mine.get("snapshot") or {}
-        summary = {
-            "action": mine.get("action"), "reason": mine.get("reason"), "snapshot": snap.get("name"),
-            "snapshot_id": snap.get("id"), "vm": (mine.get("vm") or {}).get("name") or request.get("vm"),
-            "provider": request.get("provider"), "power_state": mine.get("power_state"),
-            "expires": (snap.get("owner") or {}).get("expires"), "warnings": list(mine.get("warnings") or []),
-        }
-        facts = {"revert_or_prune_result": mine.get("action"), "revert_or_prune_summary": summary}
+    def _facts_settle(mine, everything):
+        facts = {"revert_or_prune_result": mine.get("action"), "revert_or_prune_summary": mine["summary"]}
         if mine.get("record"):
-            facts["revert_or_prune_record"] = dict(mine["record"], provider=request.get("provider"),
-                                                   vm=request.get("vm"))
+            facts["revert_or_prune_record"] = mine["record"]
         return facts
 
     _facts_lookup = _facts_settle
 
     @staticmethod
-    def _facts_prune(mine, request, everything):
+    def _facts_prune(mine, everything):
         return {"revert_or_prune_pruned": {"deleted": mine.get("deleted") or [], "held": mine.get("held") or [],
                                            "others": mine.get("others") or []}}

@@ -65,14 +65,25 @@ options:
   results:
     description: With O(step=publish), the registered result of the run step.
     type: dict
-extends_documentation_fragment:
-  - prechange.snapshots.attributes
 attributes:
-  check_mode:
+  action:
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on
+      the controller.
     support: full
+    details: All of it runs in the action plugin, on the controller; there is no module process.
+  async:
+    description: Supports being used with the C(async) keyword.
+    support: none
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details: Runs the same prechecks and decisions as a real run, reports what a real run would do, changes nothing.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
     platforms: all
 notes:
   - Runs on the controller, in the controller's Python, which needs the provider's SDK.

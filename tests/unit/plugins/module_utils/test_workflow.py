@@ -97,7 +97,7 @@ def test_a_live_lease_of_the_same_run_id_in_another_process_is_refused_unless_ta
     result = wf.begin(backend, VM, _request(takeover=True), check_mode=False, now=NOW)
     assert result["action"] == "adopted"
     assert backend.snaps[0].owner["holder"] == "h-me"
-    assert [c for c in _mutations(backend)] == ["update"]
+    assert _mutations(backend) == ["update"]
 
 
 def test_an_interrupted_run_is_adopted_by_its_own_run_id_without_a_second_snapshot():
