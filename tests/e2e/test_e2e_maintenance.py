@@ -20,6 +20,7 @@ the scenarios fail.
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -59,7 +60,6 @@ def maint(e2e_guest, tmp_path_factory):
     coll = base / "collections" / "ansible_collections" / "prechange"
     coll.mkdir(parents=True)
     os.symlink(REPO, str(coll / "snapshots"))
-    state_dir = base / "state"  # the snapshot journal: one per session, never the user's
     env = dict(os.environ,
                ANSIBLE_COLLECTIONS_PATH=str(base / "collections"),
                ANSIBLE_HOST_KEY_CHECKING="False",
@@ -67,7 +67,7 @@ def maint(e2e_guest, tmp_path_factory):
                ANSIBLE_NOCOLOR="1",
                ANSIBLE_RETRY_FILES_ENABLED="False")
     env.pop("ANSIBLE_CONFIG", None)
-    runner = Maintenance(e2e_guest, e2e_guest.inventory(str(base / "inventory.yml")), env, str(state_dir))
+    runner = Maintenance(e2e_guest, e2e_guest.inventory(str(base / "inventory.yml")), env)
     yield runner
     _save_timings(e2e_guest)
     print("\ne2e maintenance timings (s): %s" % json.dumps(TIMINGS, sort_keys=True))
@@ -88,14 +88,14 @@ class Run:
 
 
 class Maintenance:
-    def __init__(self, h, inventory, env, state_dir):
-        self.h, self.inventory, self.env, self.state_dir = h, inventory, env, state_dir
+    def __init__(self, h, inventory, env):
+        self.h, self.inventory, self.env = h, inventory, env
 
     def run(self, name, check=False):
         out = os.path.join(OUT, name)
         shutil.rmtree(out, ignore_errors=True)
         os.makedirs(out)
-        extra = dict(VERIFY_VARS, prechange_state_dir=self.state_dir)
+        extra = dict(VERIFY_VARS)
         extra.update(json.loads(os.environ.get("PRECHANGE_E2E_EXTRA_VARS") or "{}"))
         argv = ["ansible-playbook", "prechange.snapshots.maintenance", "-i", self.inventory,
                 "-e", json.dumps(extra)] + (["--check"] if check else [])
@@ -156,6 +156,28 @@ def libvirt_snapshots(h):
         conn.close()
 
 
+def snapshot_markers(h):
+    """{name: ownership marker} of the guest's libvirt snapshots, read from each snapshot's
+    description with libvirt-python (the marker is its last line:
+    ``[prechange.snapshots v1 run=... phase=... lease=...]``, values percent-encoded)."""
+    import xml.etree.ElementTree as ET
+    from urllib.parse import unquote
+    conn = h.conn()
+    try:
+        dom = conn.lookupByName(h.domain)
+        out = {}
+        for s in dom.listAllSnapshots():
+            last = (ET.fromstring(s.getXMLDesc()).findtext("description") or "").strip().split("\n")[-1].strip()
+            marker = None
+            if last.startswith("[prechange.snapshots v1 ") and last.endswith("]"):
+                marker = dict((k, unquote(v)) for k, _sep, v in
+                              (pair.partition("=") for pair in last[len("[prechange.snapshots v1 "):-1].split()))
+            out[s.getName()] = marker
+        return out
+    finally:
+        conn.close()
+
+
 def delete_snapshot(h, name):
     conn = h.conn()
     try:
@@ -203,15 +225,20 @@ def assert_reverted(h, run, base, new_version):
     assert host["error"] == "", host["error"]
     assert snap["action"] == "created" and snap["memory"] is True, snap
     assert snap["run_id"] == rep["run_id"] and snap["name"] == "prechange-%s" % rep["run_id"], snap
-    assert "| reverted |" in run.markdown, run.markdown
+    assert re.search(r"\| reverted( \(%s\))? \|" % re.escape(host["reason"]), run.markdown), run.markdown
     assert "reverted 1" in run.markdown, run.markdown
     # ansible-playbook fails the reverted host (exit 2) and names the snapshot.
     assert run.rc == 2, run.tail()
     assert "reverted to snapshot %s" % snap["name"] in run.log, run.tail()
     # The change really happened in the guest: it downloaded the new package during the run.
     assert fetched_since(h, base["http_mark"], "prechange-demo_%s_all.deb" % new_version) == 1
-    # libvirt: exactly this run's snapshot is left (kept after the revert by default), with memory.
+    # libvirt: exactly this run's snapshot is left (kept after the revert by default), with memory;
+    # its marker on the hypervisor records the verdict (phase reverted) and holds the VM no more.
     assert libvirt_snapshots(h) == {snap["name"]: ("running", "internal")}
+    marker = snapshot_markers(h)[snap["name"]]
+    assert marker is not None and marker["run"] == rep["run_id"], marker
+    assert marker["phase"] == "reverted" and "lease" not in marker and "holder" not in marker, marker
+    assert marker.get("power") == "running", marker
     # The guest: no reboot, the old version, the service answers, and the disk went back too
     # (dpkg.log no longer records the upgrade it did during the run).
     assert_no_reboot(h, base)
@@ -231,9 +258,13 @@ def test_1_good_update_installs_verifies_and_prunes(e2e_guest, maint, record_pro
 
     assert run.rc == 0, run.tail()
     assert rep["check_mode"] is False
-    assert rep["summary"] == {"hosts": 1, "ok": 1, "reverted": 0, "error": 0, "deleted": 1, "kept": 0,
-                              "not_reached": 0}, rep["summary"]
+    expected = {"hosts": 1, "ok": 1, "reverted": 0, "error": 0, "deleted": 1, "kept": 0, "not_reached": 0}
+    assert {k: rep["summary"].get(k) for k in expected} == expected, rep["summary"]
     assert host["outcome"] == "ok" and host["action"] == "deleted", host
+    assert host["reason"] == "the checks passed", host
+    assert host["change"]["duration_seconds"] is not None and "durations" not in host, host
+    # While the change ran, the snapshot held the VM: pending under this run's lease.
+    assert host["snapshot"]["owner"]["phase"] == "pending" and host["snapshot"]["owner"]["lease"], host["snapshot"]
     assert host["change"]["failed"] is False and host["change"]["packages"] == ["prechange-demo"], host["change"]
     assert host["verify"]["passed"] is True and host["verify"]["failures"] == [], host["verify"]
     snap = host["snapshot"]
@@ -263,6 +294,7 @@ def test_2_breaking_update_is_reverted_with_memory(e2e_guest, maint, record_prop
         assert host["verify"]["passed"] is False, host["verify"]
         assert host["verify"]["failures"] == [
             "HTTP %s answered 500, expected 200 with a body matching ^ok v" % DEMO_URL], host["verify"]
+        assert host["reason"] == "the checks failed", host
         assert_reverted(h, run, base, "2.0-broken")
     finally:
         delete_run_snapshots(h)
@@ -278,9 +310,12 @@ def test_3_change_failing_half_way_is_reverted(e2e_guest, maint, record_property
         host = run.host
         # The change task failed (the package's postinst exits 1 after unpacking); verify never ran.
         assert host["change"]["failed"] is True, host["change"]
-        assert host["change"]["error"].startswith("Patch | apt | Upgrade every package"), host["change"]
-        assert "Sub-process /usr/bin/dpkg returned an error code (1)" in host["change"]["error"], host["change"]
+        error = host["change"]["error"]
+        assert set(error) == {"task", "msg", "rc", "stderr"}, error
+        assert error["task"].startswith("Patch | apt | Upgrade every package"), error
+        assert "Sub-process /usr/bin/dpkg returned an error code (1)" in error["msg"] + error["stderr"], error
         assert host["verify"]["passed"] is None, host["verify"]
+        assert host["reason"] == "the change failed", host
         # Pipes in the task name are escaped so the Markdown table row stays one row.
         assert "FAILED: Patch \\| apt \\| Upgrade every package" in run.markdown, run.markdown
         assert_reverted(h, run, base, "2.0-halfway")
