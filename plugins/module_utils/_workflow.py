@@ -396,6 +396,15 @@ def settle(backend, vm, expected, decision, power_state, check_mode, timeout=Non
     return result
 
 
+def predicted_settle(vm, record, decision, why, power_state):
+    """What settle would do to a snapshot that check mode only predicted."""
+    return {"action": {"revert": "reverted", "delete": "deleted", "keep": "kept", "release": "released"}[decision],
+            "changed": decision in ("revert", "delete"), "predicted": True, "vm": vm.to_result(),
+            "snapshot": {"name": record.get("name"), "id": record.get("id"), "owner": record.get("owner")},
+            "power_state": revert_power(power_state, record.get("power_state"), record.get("memory")),
+            "warnings": [], "reason": why}
+
+
 # --- revert and prune playbooks -----------------------------------------------------------------------
 
 
@@ -567,6 +576,9 @@ def _one(backend, vm, request, kind, check_mode, run_id, holder, now):
     if kind == "settle":
         record = request["record"]
         decision, why, passed = settle_decision(request)
+        if record.get("predicted"):
+            # Check mode: the snapshot was only predicted, so there is nothing on the VM to check yet.
+            return predicted_settle(vm, record, decision, why, request.get("power_state") or "recorded")
         result = settle(backend, vm, record, decision, request.get("power_state") or "recorded", check_mode,
                         request.get("timeout"), now, passed=passed, lock_timeout=float(request.get("lock_timeout") or 0))
         result["reason"] = why

@@ -347,3 +347,12 @@ def test_settle_through_run_group_uses_the_verdict_only_for_its_snapshot():
     result = wf.run_group(backend, [("h1", request)], "settle", check_mode=False, now=NOW)["h1"]
     assert result["action"] == "kept" and "no verdict" in result["reason"]
     assert len(backend.snaps) == 1
+
+
+def test_check_mode_settles_a_predicted_snapshot_without_looking_for_it():
+    backend = FakeBackend([])
+    request = {"vm": "web01", "record": dict(RECORD, predicted=True, power_state="running"), "action": "auto",
+               "change_failed": True, "on_success": "delete"}
+    result = wf.run_group(backend, [("h1", request)], "settle", check_mode=True, now=NOW)["h1"]
+    assert result["action"] == "reverted" and result["predicted"] and result["changed"]
+    assert result["power_state"] == "running" and _mutations(backend) == []
