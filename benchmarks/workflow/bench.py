@@ -50,6 +50,7 @@ import pve as fakepve_launcher  # noqa: E402  pylint: disable=wrong-import-posit
 MAINTENANCE_EXTRA_VARS = {
     "patch_method": "tasks",                  # the user's change is a task file ...
     "patch_tasks_file": "{change_file}",      # ... with one no-op ansible.builtin.debug
+    "guard_change_tasks": "{change_file}",    # the same, for a playbook that runs it through the guard role
     "verify_reachable": False,                # no built-in verify checks
     "verify_no_failed_units": False,
     "revert_or_prune_on_success": "delete",   # the default, stated: delete the snapshot on success
@@ -433,9 +434,11 @@ print(json.dumps(out))
 
 
 def checkout_description():
+    """The last commit that touched what the maintenance case runs (roles, playbooks, plugins)."""
     try:
-        head = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%h %s"], check=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout.strip()
+        head = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%h %s", "--", "roles", "playbooks",
+                               "plugins"], check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "roles", "playbooks",
                                 "plugins"], check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
         return head + (" (roles/playbooks/plugins modified)" if dirty else "")
@@ -554,7 +557,7 @@ def render(results, meta):
     lines = [
         "# Workflow benchmark: the maintenance playbook against the peers' workflow (issue 10)", "",
         "Written by `bash benchmarks/workflow/run.sh %s`; see README.md for what is measured." % meta["command"], "",
-        "- checkout: %s" % meta["checkout"],
+        "- roles, playbooks and plugins as of: %s" % meta["checkout"],
         "- ansible-core %s (`ansible` %s): community.vmware %s, community.proxmox %s (vmware.vmware %s)" % (
             meta["versions"].get("ansible-core"), meta["versions"].get("ansible", "?"),
             meta["versions"].get("community.vmware", "?"), meta["versions"].get("community.proxmox", "?"),
