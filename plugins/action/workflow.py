@@ -75,6 +75,8 @@ PROVIDERS = {
     "proxmox": ("_proxmox", "ProxmoxBackend", "PROXMOXER_IMPORT_ERROR", "proxmoxer"),
     "vmware": ("_vmware", "VmwareBackend", "PYVMOMI_IMPORT_ERROR", "pyvmomi"),
 }
+# The verb of a request's errors (before the call knows what it will do).
+REQUEST_VERBS = {"snapshot": "create", "settle": "revert or delete", "lookup": "find", "prune": "prune"}
 POWER_STATES = ("recorded", "snapshot", "running", "paused", "stopped")
 FACT = "__prechange_%s_request"
 
@@ -102,7 +104,7 @@ def _vm_name(result):
 
 
 def _bad(host, what, hint):
-    return InvalidRequest(what, hint=hint + "; nothing was changed", vm=host)
+    return InvalidRequest(what, hint=hint + "; nothing was changed")
 
 
 class ActionModule(ActionBase):
@@ -153,7 +155,7 @@ class ActionModule(ActionBase):
         records, not_reached = [], []
         for host in hosts:
             facts = hostvars.get(host) or {}
-            if not isinstance(facts.get(FACT % "snapshot"), dict):
+            if not isinstance(facts.get(FACT % "snapshot"), dict) and not facts.get("__maintenance_error"):
                 not_reached.append(host)
                 continue
             records.append(host_record(host, {key: facts.get(key) for key in REPORT_FACTS}))
@@ -174,7 +176,10 @@ class ActionModule(ActionBase):
         msg = "Run report: %s (%d ok, %d reverted, %d error, %d not reached)" % (
             "%s.json and %s.md" % (path, path) if path else "not written (no report directory)",
             summary["ok"], summary["reverted"], summary["error"], summary["not_reached"])
-        return {"changed": False, "msg": msg, "report": report, "hosts": outcomes, "path": path}
+        # What the verdict steps warned about (a disk-only revert, a policy warning), once, per host.
+        warnings = ["%s: %s" % (r["host"], w) for r in records for w in r["warnings"]]
+        return {"changed": False, "msg": msg, "report": report, "hosts": outcomes, "path": path,
+                "warnings": warnings}
 
     # --- request: one host's inputs, checked in its own variable context -------------------------------
 
@@ -184,6 +189,9 @@ class ActionModule(ActionBase):
         try:
             request = self._check_request(kind, raw, host, task_vars)
         except SnapshotError as error:
+            record = raw.get("record") if isinstance(raw.get("record"), dict) else {}
+            error.bind(action=REQUEST_VERBS[kind], vm=str(raw.get("vm") or record.get("vm") or host),
+                       snapshot=raw.get("name") or record.get("name") or None)
             return {"failed": True, "msg": error.message}
         request["round"] = self._round()
         # The request holds connection secrets: keep them out of the task's displayed result.
