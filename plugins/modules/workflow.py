@@ -12,6 +12,8 @@ version_added: 0.2.0
 description:
   - The call the C(snapshot) and C(revert_or_prune) roles make. Most users want those roles, or the
     C(guard) role, rather than this action.
+  - O(step=start) (C(run_once), facts delegated to C(localhost)) fixes one run id and one lease holder for the whole
+    play, kept as the C(prechange_run) fact of C(localhost) so that every C(serial) batch shares them.
   - A workflow call has three steps. O(step=request) runs for every host and checks its inputs in the host's
     own variable context; it collects the host's connection variables C(prechange_<provider>_<option>).
     O(step=run) runs once (C(run_once)). It groups the hosts by endpoint. It opens one API session per endpoint
@@ -34,6 +36,8 @@ description:
   - O(kind=lookup) finds one snapshot of this collection by run id and/or name, then acts as settle does.
   - O(kind=prune) deletes this collection's expired (or all) snapshots of the play's VMs (or of every VM on
     the endpoint), never one under a live lease.
+  - O(step=report) (C(run_once)) builds the maintenance run report from every host's facts. It writes it as JSON
+    and Markdown in O(report_dir), and returns each host's outcome and the message its final task fails with.
 author:
   - prechange.snapshots contributors (@prechange)
 options:
@@ -41,23 +45,30 @@ options:
     description: Which step of the call.
     type: str
     required: true
-    choices: [request, run, publish]
+    choices: [start, request, run, publish, report]
   kind:
-    description: What the call does.
+    description: What the call does (steps request, run and publish).
     type: str
-    required: true
     choices: [snapshot, settle, lookup, prune]
+  report_dir:
+    description: With O(step=report), where to write C(maintenance-<run id>.json) and C(.md); empty writes nothing.
+    type: str
   request:
     description:
       - With O(step=request), this host's inputs. Keys depend on O(kind); the roles pass their documented
         variables.
     type: dict
   hosts:
-    description: With O(step=run), the hosts to act on; default the play batch.
+    description:
+      - With O(step=run), the hosts whose requests to act on; default every host of the play that made a request
+        for this call.
+      - With O(step=report), the hosts to report; default every host of the play.
     type: list
     elements: str
   run_id:
-    description: With O(step=run) and O(kind=snapshot), the run id; generated when empty.
+    description:
+      - With O(step=start), the run id to use (to resume an interrupted run); generated when empty.
+      - With O(step=run), the run id of the snapshots; with O(step=report), the run id the report is named after.
     type: str
   holder:
     description: With O(step=run) and O(kind=snapshot), who holds the lease; generated when empty.
@@ -124,10 +135,21 @@ EXAMPLES = r"""
 
 RETURN = r"""
 hosts:
-  description: With O(step=run), one result per host (C(failed), C(msg) on failure; the snapshot, the VM and the
-    action otherwise).
-  returned: step run
+  description:
+    - With O(step=run), one result per host (C(failed), C(msg) on failure; the snapshot, the VM, the action and
+      the C(record) or C(summary) the role publishes otherwise).
+    - With O(step=report), each host's C(outcome) (ok, reverted, error) and C(msg).
+  returned: steps run and report
   type: dict
+report:
+  description: The run report (run id, check mode, hosts with their snapshot, change, verdict, action, outcome, and
+    the counts).
+  returned: step report
+  type: dict
+path:
+  description: The report's path without the C(.json) / C(.md) suffix; null when no O(report_dir) was given.
+  returned: step report
+  type: str
 run_id:
   description: The run id used.
   returned: step run
@@ -147,8 +169,9 @@ def main():
     # Only the action plugin does the work; this module exists for its documentation and argument spec.
     module = AnsibleModule(
         argument_spec=dict(
-            step=dict(type="str", required=True, choices=["request", "run", "publish"]),
-            kind=dict(type="str", required=True, choices=["snapshot", "settle", "lookup", "prune"]),
+            step=dict(type="str", required=True, choices=["start", "request", "run", "publish", "report"]),
+            kind=dict(type="str", choices=["snapshot", "settle", "lookup", "prune"]),
+            report_dir=dict(type="str"),
             request=dict(type="dict"),
             hosts=dict(type="list", elements="str"),
             run_id=dict(type="str"),
