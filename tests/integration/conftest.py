@@ -306,7 +306,10 @@ def api_snapshots(provider, conn, vm):
     lv = libvirt.open(conn["uri"])
     try:
         dom = lv.lookupByName(vm)
-        return {s.getName(): {"id": s.getName(), "description": ""} for s in dom.listAllSnapshots()}
+        import xml.etree.ElementTree as ET  # pylint: disable=import-outside-toplevel
+        return {s.getName(): {"id": s.getName(),
+                              "description": ET.fromstring(s.getXMLDesc()).findtext("description") or ""}
+                for s in dom.listAllSnapshots()}
     finally:
         lv.close()
 
