@@ -212,8 +212,9 @@ class VcsimBackend:
         """A snapshot made outside the benchmark on these VMs: it must survive every run."""
         from pyVim.task import WaitForTask  # pylint: disable=import-outside-toplevel
         for name in names:
-            WaitForTask(self.vms[name].CreateSnapshot_Task(name="made-before-bench", description="not ours",
-                                                          memory=False, quiesce=False), si=self.si)
+            task = self.vms[name].CreateSnapshot_Task(name="made-before-bench", description="not ours",
+                                                      memory=False, quiesce=False)
+            WaitForTask(task, si=self.si)
 
     def snapshots(self, names):
         def walk(nodes):
@@ -589,8 +590,10 @@ def render(results, meta):
         measured = sorted((int(h), median([r["seconds"] for r in cases["maintenance"]]))
                           for h, cases in results.get(backend, {}).items() if cases.get("maintenance"))
         smaller = [(h, s) for h, s in measured if h < count]
-        guess = (" (about %.0f s, extrapolated linearly from %d hosts)" % (smaller[-1][1] * count / smaller[-1][0],
-                                                                         smaller[-1][0])) if smaller else ""
+        guess = ""
+        if smaller:
+            guess = " (about %.0f s, extrapolated linearly from %d hosts)" % (
+                smaller[-1][1] * count / smaller[-1][0], smaller[-1][0])
         lines.append("- Not run: maintenance on %s at %d hosts (`--maintenance-hosts`)%s." % (backend, count, guess))
     return "\n".join(lines) + "\n"
 
@@ -627,8 +630,8 @@ def main(argv=None):
     versions = peer_versions(sys.executable)
     meta = {"command": " ".join(sys.argv[1:]) or "(defaults)", "checkout": checkout_description(),
             "versions": versions, "load_before": ", ".join("%.2f" % x for x in os.getloadavg()),
-            "machine": "%s, %d cores, Python %s" % (platform.platform(terse=True), os.cpu_count() or 0,
-                                                   platform.python_version()),
+            "machine": "%s, %d cores, Python %s" % (
+                platform.platform(terse=True), os.cpu_count() or 0, platform.python_version()),
             "vms": args.vms, "guests": args.guests, "time_scale": args.time_scale, "forks": args.forks,
             "repeat": args.repeat, "hosts": host_counts, "skipped": []}
     log("checkout %s; %s" % (meta["checkout"], ", ".join("%s %s" % kv for kv in versions.items())))

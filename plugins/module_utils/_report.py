@@ -38,10 +38,12 @@ def host_record(host, facts):
     """One host's record from its facts (``hostvars[host]``); see the README's report fields."""
     snap_run = _get(facts, "__snapshot_run", "hosts", host, default={})
     settle_run = _get(facts, "__revert_or_prune_run", "hosts", host, default={})
-    record = _get(facts, "snapshot_record", default=None) or (snap_run.get("record") if not snap_run.get("failed")
-                                                              else None)
-    summary = _get(facts, "revert_or_prune_summary", default=None) or (settle_run.get("summary") if settle_run and
-                                                                     not settle_run.get("failed") else None)
+    record = _get(facts, "snapshot_record", default=None)
+    if record is None and not snap_run.get("failed"):
+        record = snap_run.get("record")
+    summary = _get(facts, "revert_or_prune_summary", default=None)
+    if summary is None and settle_run and not settle_run.get("failed"):
+        summary = settle_run.get("summary")
     change_error = _get(facts, "__maintenance_change_error", default={})
     change_failed = bool(_get(facts, "__maintenance_change_failed", default=False))
     verdict = _get(facts, "verify_verdict", default={})

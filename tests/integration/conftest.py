@@ -346,7 +346,7 @@ def api_set_power(provider, conn, vm, state):
         upid = (guest.status.stop if state == "stopped" else guest.status.start).post()
         node = upid.split(":")[1]
         api = _pve_api(conn)
-        for _ in range(600):
+        for _attempt in range(600):
             task = api.nodes(node).tasks(upid).status.get()
             if task["status"] == "stopped":
                 break

@@ -69,8 +69,8 @@ def test_maintenance_revert_brings_a_running_vm_back_running(provider, request, 
     try:
         extra = dict(memory_vars(provider), prechange_run_id=run_id)
         result = ws.run("prechange.snapshots.maintenance", extra)
-        findings = Findings("maintenance revert on %s (%s)" % (provider, "memory" if provider == "libvirt"
-                                                                else "disk-only"))
+        kind = "memory" if provider == "libvirt" else "disk-only"
+        findings = Findings("maintenance revert on %s (%s)" % (provider, kind))
         findings.expect(ws.changed_hosts() == sorted(ws.hosts), "the change ran on %s only" % ws.changed_hosts())
         for host in ws.hosts:
             during = ws.during(host)
@@ -105,8 +105,8 @@ def test_revert_playbook_brings_a_running_vm_back_running(provider, request, tmp
             api_set_power(provider, backend.conn, vm, "stopped")
 
         result = ws.run("prechange.snapshots.revert", {"revert_or_prune_run_id": run_id})
-        findings = Findings("revert playbook on %s (%s)" % (provider, "memory" if provider == "libvirt"
-                                                             else "disk-only"))
+        kind = "memory" if provider == "libvirt" else "disk-only"
+        findings = Findings("revert playbook on %s (%s)" % (provider, kind))
         findings.expect(result.returncode == 0, "the revert playbook exited %s" % result.returncode)
         power = ws.power()
         findings.expect(power == {h: "running" for h in ws.hosts},
