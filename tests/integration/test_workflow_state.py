@@ -150,8 +150,8 @@ def test_prune_honours_limit_and_never_touches_a_live_lease(request, tmp_path):
     ws = Workspace(tmp_path, "proxmox", backend.conn, backend.hosts(), group_vars=backend.inventory_vars)
     run_id = new_run_id("prune")
     try:
-        past = ws.run("prechange.snapshots.snapshot", {"prechange_run_id": run_id,
-                                                        "snapshot_expires": "2020-01-01T00:00:00Z"})
+        past = ws.run("prechange.snapshots.snapshot",
+                      {"prechange_run_id": run_id, "snapshot_expires": "2020-01-01T00:00:00Z"})
         assert past.returncode != 0 and "already in the past" in past.stdout, past.stdout[-4000:]
         assert all(not of_run(s, run_id) for s in ws.snapshots().values())
 
