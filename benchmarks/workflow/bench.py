@@ -48,14 +48,11 @@ import pve as fakepve_launcher  # noqa: E402  pylint: disable=wrong-import-posit
 # {change_file} and {run_dir} are filled in per run. If the playbook's variable names change (say, a
 # `guard` role taking `guard_change_tasks`), this dict is the one thing to adapt.
 MAINTENANCE_EXTRA_VARS = {
-    "patch_method": "tasks",                  # the user's change is a task file ...
-    "patch_tasks_file": "{change_file}",      # ... with one no-op ansible.builtin.debug
-    "guard_change_tasks": "{change_file}",    # the same, for a playbook that runs it through the guard role
+    "guard_change_tasks": "{change_file}",    # the user's change: a task file with one no-op debug task
     "verify_reachable": False,                # no built-in verify checks
     "verify_no_failed_units": False,
     "revert_or_prune_on_success": "delete",   # the default, stated: delete the snapshot on success
     "snapshot_memory": False,                 # disk-only, as the peers' tasks below
-    "prechange_state_dir": "{run_dir}/state",  # the controller journal, per run
     "maintenance_report_dir": "{run_dir}/reports",
 }
 
