@@ -23,6 +23,7 @@ import re
 import threading
 import traceback
 import xml.etree.ElementTree as ET
+from xml.sax.saxutils import escape as xml_escape
 from datetime import datetime, timezone
 
 from ansible_collections.prechange.snapshots.plugins.module_utils._errors import (
@@ -145,6 +146,24 @@ def parse_snapshot_xml(xml, current):
         extra={"location": "external" if external else "internal", "libvirt_state": state},
         handle={"disk_sources": disk_sources},
     )
+
+
+def set_description(snapshot_xml, description):
+    """The snapshot XML with only its own <description> replaced, as text.
+
+    The XML also embeds the domain's definition; a parse-and-serialise round trip would rewrite its
+    namespaces (metadata of other tools), and a redefine would then change the VM's definition.
+    """
+    inner = re.search(r"<domain[\s>]", snapshot_xml)
+    cut = inner.start() if inner else len(snapshot_xml)
+    head, tail = snapshot_xml[:cut], snapshot_xml[cut:]
+    element = "<description>%s</description>" % xml_escape(description)
+    if re.search(r"<description>.*?</description>|<description/>", head, re.S):
+        head = re.sub(r"<description>.*?</description>|<description/>", lambda _m: element, head, count=1,
+                      flags=re.S)
+    else:
+        head = re.sub(r"(</name>)", lambda m: m.group(1) + "\n  " + element, head, count=1)
+    return head + tail
 
 
 class LibvirtBackend(SnapshotBackend):
@@ -393,16 +412,10 @@ class LibvirtBackend(SnapshotBackend):
         if new_name:
             raise InvalidRequest("libvirt snapshots cannot be renamed")
         snap = self._lookup(vm, snapshot.name)
-        root = ET.fromstring(snap.getXMLDesc(libvirt.VIR_DOMAIN_SNAPSHOT_XML_SECURE))
-        node = root.find("description")
-        if node is None:
-            node = ET.Element("description")
-            root.insert(1, node)
-        node.text = description or ""
+        xml = set_description(snap.getXMLDesc(libvirt.VIR_DOMAIN_SNAPSHOT_XML_SECURE), description or "")
         flags = libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE
         if snapshot.current:
             flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT
-        xml = ET.tostring(root, encoding="unicode")
         self._call(lambda: vm.handle.snapshotCreateXML(xml, flags), vm, timeout, "update")
 
     # --- helpers --------------------------------------------------------------------------

@@ -22,7 +22,8 @@ OUTCOMES = ("ok", "reverted", "error")
 REPORT_FACTS = ("__snapshot_run", "__revert_or_prune_run", "snapshot_record", "revert_or_prune_summary",
                 "__maintenance_change_error", "__maintenance_change_failed", "__maintenance_error", "verify_verdict",
                 "verify_skipped", "patch_changed", "patch_packages_changed", "patch_user_changes", "patch_rebooted",
-                "patch_duration_seconds", "revert_or_prune_reverify_passed", "snapshot_warnings", "prechange_provider",
+                "patch_duration_seconds", "revert_or_prune_reverify_passed", "revert_or_prune_reverify_failures",
+                "snapshot_warnings", "prechange_provider",
                 "prechange_vm")
 
 
@@ -84,6 +85,7 @@ def host_record(host, facts):
         "action": action if not error else "none",
         "reason": (summary or {}).get("reason", ""),
         "reverify_passed": reverify,
+        "reverify_failures": list(_get(facts, "revert_or_prune_reverify_failures", default=[])),
         "outcome": outcome,
         "error": error,
         "warnings": list(_get(facts, "snapshot_warnings", default=[]) or snap_run.get("warnings") or [])
@@ -155,7 +157,8 @@ def markdown(report):
         if action == "kept" and (snap.get("owner") or {}).get("expires"):
             action += " until %s" % snap["owner"]["expires"]
         if h["reverify_passed"] is not None:
-            action += ", re-verify %s" % ("passed" if h["reverify_passed"] else "failed")
+            action += ", re-verify %s" % ("passed" if h["reverify_passed"] else
+                                          "failed: " + "; ".join(h.get("reverify_failures") or []))
         if h["reason"] and h["action"] in ("reverted", "kept"):
             action += " (%s)" % h["reason"]
         if h["error"]:

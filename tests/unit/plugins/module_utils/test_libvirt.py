@@ -244,3 +244,16 @@ def test_internal_snapshot_behind_a_moved_disk_is_refused(backend, state, what):
 def test_disk_sources_recorded_per_snapshot(backend):
     snap = backend.list_snapshots(backend.find_vm("tree"))[0]
     assert snap.handle["disk_sources"] == {"vda": "/var/lib/libvirt/images/tree.qcow2"}
+
+
+def test_set_description_replaces_only_the_snapshots_own_description():
+    from ansible_collections.prechange.snapshots.plugins.module_utils._libvirt import set_description
+    xml = ("<domainsnapshot>\n  <name>s1</name>\n  <description>old</description>\n"
+           "  <domain type='qemu'><description>the VM's</description>"
+           "<metadata><ns:guest xmlns:ns=\"http://x/\"/></metadata></domain>\n</domainsnapshot>")
+    out = set_description(xml, "new & <marked>")
+    assert "<description>new &amp; &lt;marked&gt;</description>" in out
+    # The embedded domain definition is byte for byte what libvirt gave (no namespace rewrite).
+    assert out.split("<domain ", 1)[1] == xml.split("<domain ", 1)[1]
+    added = set_description("<domainsnapshot>\n  <name>s1</name>\n  <domain type='qemu'/>\n</domainsnapshot>", "x")
+    assert "</name>\n  <description>x</description>" in added
