@@ -43,6 +43,7 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._marker import
     utcnow,
 )
 from ansible_collections.prechange.snapshots.plugins.module_utils._report import (
+    CALL_RESULTS,
     REPORT_FACTS,
     build as build_report,
     failure_message,
@@ -84,6 +85,14 @@ FACT = "__prechange_%s_request"
 def provider_module(provider):
     name = PROVIDERS[provider][0]
     return importlib.import_module("ansible_collections.prechange.snapshots.plugins.module_utils." + name)
+
+
+# Import every provider (and so its SDK, where installed) when Ansible loads this plugin: the strategy
+# loads it in the parent process before it forks a worker per host and task, so the workers inherit
+# the imports instead of importing pyVmomi again for every host (a module that does not import is
+# reported by the provider itself when a host needs it).
+for _provider in PROVIDERS:
+    provider_module(_provider)
 
 
 def provider_spec(provider):
@@ -152,19 +161,31 @@ class ActionModule(ActionBase):
         hostvars = task_vars.get("hostvars") or {}
         hosts = self._task.args.get("hosts") or task_vars.get("ansible_play_hosts_all") or []
         run_id = self._task.args.get("run_id") or "none"
-        records, not_reached = [], []
-        for host in hosts:
-            facts = hostvars.get(host) or {}
-            if not isinstance(facts.get(FACT % "snapshot"), dict) and not facts.get("__maintenance_error"):
-                not_reached.append(host)
-                continue
-            records.append(host_record(host, {key: facts.get(key) for key in REPORT_FACTS}))
-        report = build_report("maintenance", run_id, bool(self._task.check_mode), isoformat(utcnow()),
-                              socket.gethostname(), records, not_reached)
         directory = self._task.args.get("report_dir")
         path = None
         if directory:
             path = os.path.join(directory, "maintenance-%s%s" % (run_id, "-check" if self._task.check_mode else ""))
+        # This batch's call results are registered on every host of the batch: read them once, here,
+        # rather than through each host's hostvars (which would template the whole result per host).
+        batch = {name: ((task_vars.get(name) or {}).get("hosts") or {}) for name in CALL_RESULTS}
+        earlier = self._earlier_records(path)
+        records, not_reached = [], []
+        for host in hosts:
+            if host in batch["__snapshot_run"] or host not in earlier:
+                facts = hostvars.get(host) or {}
+                if not isinstance(facts.get(FACT % "snapshot"), dict) and not facts.get("__maintenance_error"):
+                    not_reached.append(host)
+                    continue
+                values = {key: facts.get(key) for key in REPORT_FACTS if key not in CALL_RESULTS}
+                for name in CALL_RESULTS:
+                    mine = batch[name].get(host)
+                    values[name] = {"hosts": {host: mine}} if mine is not None else facts.get(name)
+                records.append(host_record(host, values))
+            else:
+                records.append(earlier[host])
+        report = build_report("maintenance", run_id, bool(self._task.check_mode), isoformat(utcnow()),
+                              socket.gethostname(), records, not_reached)
+        if path:
             os.makedirs(directory, exist_ok=True)
             with open(path + ".json", "w", encoding="utf-8") as handle:
                 json.dump(report, handle, indent=2, sort_keys=False, default=str)
@@ -180,6 +201,15 @@ class ActionModule(ActionBase):
         warnings = ["%s: %s" % (r["host"], w) for r in records for w in r["warnings"]]
         return {"changed": False, "msg": msg, "report": report, "hosts": outcomes, "path": path,
                 "warnings": warnings}
+
+    @staticmethod
+    def _earlier_records(path):
+        """Records of the hosts that earlier serial batches of this run wrote to the report."""
+        try:
+            with open(path + ".json", encoding="utf-8") as handle:
+                return {record["host"]: record for record in json.load(handle).get("hosts", [])}
+        except (TypeError, OSError, ValueError, KeyError, AttributeError):
+            return {}
 
     # --- request: one host's inputs, checked in its own variable context -------------------------------
 

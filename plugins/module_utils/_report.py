@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 
 OUTCOMES = ("ok", "reverted", "error")
+# The registered results of the roles' calls (one per batch, on every host of the batch).
+CALL_RESULTS = ("__snapshot_run", "__revert_or_prune_run")
 # The host facts a record is built from.
 REPORT_FACTS = ("__snapshot_run", "__revert_or_prune_run", "snapshot_record", "revert_or_prune_summary",
                 "__maintenance_change_error", "__maintenance_change_failed", "__maintenance_error", "verify_verdict",
