@@ -132,7 +132,7 @@ def test_two_runs_with_one_run_id_at_once_leave_at_most_one_snapshot_per_vm(requ
                "-i", str(ws.inventory), "-e", "prechange_run_id=%s" % run_id]
     try:
         runs = [subprocess.Popen(command, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                 universal_newlines=True) for _ in range(2)]
+                                 universal_newlines=True) for _run in range(2)]
         outputs = [run.communicate(timeout=600)[0] for run in runs]
         codes = [run.returncode for run in runs]
         snaps = ws.snapshots()
