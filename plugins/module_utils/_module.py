@@ -39,6 +39,7 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._snapshot impo
     error_fields,
     select,
 )
+from ansible_collections.prechange.snapshots.plugins.module_utils._workflow import check_expiry
 
 
 def snapshot_argument_spec():
@@ -129,10 +130,9 @@ def _validate_snapshot_params(module):
     except ValueError as error:
         raise InvalidRequest(str(error), snapshot=p["name"],
                              hint="Use 'expires: 7d' or an ISO 8601 timestamp; nothing was changed")
-    if expires is not None and p["state"] == "present" and expires <= utcnow():
+    if p["state"] == "present":
         # A snapshot that expires at once would be pruned as soon as it is made.
-        raise InvalidRequest("the expiry %s is already in the past" % isoformat(expires), snapshot=p["name"],
-                             hint="Give a duration (7d) or a future timestamp; nothing was changed")
+        check_expiry(expires)
     return expires
 
 
