@@ -211,7 +211,8 @@ class ActionModule(ActionBase):
         self._write_report(report, path)
         failing = {"error", "refused"} | ({"reverted"} if boolean(args.get("fail_reverted", True), strict=False)
                                           else set())
-        outcomes = {r["host"]: {"outcome": r["outcome"], "fail": r["outcome"] in failing,
+        outcomes = {r["host"]: {"outcome": r["outcome"],
+                                "fail": r["outcome"] in failing or r["reverify_passed"] is False,
                                 "msg": failure_message(r, path, check_mode)} for r in records if r["host"] in batch}
         lines = [report_status_line(report, path), self._counts(report)]
         lines.append("Report: %s" % ("%s.md (and .json, .svg)" % path if path else "not written (no report directory)"))

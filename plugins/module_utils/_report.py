@@ -163,8 +163,11 @@ def host_record(host, facts, check_mode=False):
         "change": {
             "failed": change_failed,
             "error": change_error if change_failed else {},
-            # A change that failed after it started may have changed the host: say so.
-            "changed": bool(_get(facts, "patch_changed", default=False)) or change_failed,
+            # A change that failed after it started may have changed the host: say so. Your own change
+            # tasks say what they changed in patch_user_changes; else it is not known (None).
+            "changed": True if change_failed else (
+                None if facts.get("patch_changed") is None and not _get(facts, "patch_user_changes", default=[])
+                else bool(_get(facts, "patch_changed", default=False) or _get(facts, "patch_user_changes", default=[]))),
             "packages": list(_get(facts, "patch_packages_changed", default=[])),
             "changes": list(_get(facts, "patch_user_changes", default=[])),
             "rebooted": bool(_get(facts, "patch_rebooted", default=False)),
@@ -271,7 +274,10 @@ def next_steps(kind, run_id, records, inventory=(), check_mode=False):
                               "-e revert_action=release)", "hosts": pending,
                       "command": "ansible-playbook prechange.snapshots.revert%s%s%s" % (inv, run, limit(pending))})
     failed = hosts_of("refused", "error", predicate=lambda r: not r["left"])
-    if failed:
+    if failed and kind != "maintenance":
+        steps.append({"what": "Fix the cause shown for these hosts, then run the %s again" % kind, "hosts": failed,
+                      "command": "ansible-playbook prechange.snapshots.%s%s%s%s" % (kind, inv, run, limit(failed))})
+    elif failed:
         steps.append({"what": "Nothing was kept for these hosts: fix the cause shown, then run them again",
                       "hosts": failed, "command": "ansible-playbook prechange.snapshots.maintenance%s%s"
                       % (inv, limit(failed))})
@@ -372,7 +378,7 @@ def _snapshot_cell(h, check_mode):
     if not snap:
         return "—"
     text = "%s (%s)" % (snap.get("name"), "would be created" if check_mode and snap.get("predicted")
-                        else snap.get("action"))
+                        else snap.get("action") or "found by its marker")
     extra = [("expires %s" % h["expires"]) if h.get("expires") else "",
              ("ticket %s" % h["ticket"]) if h.get("ticket") else "",
              ("by %s" % h["creator"]) if h.get("creator") else ""]
@@ -380,7 +386,9 @@ def _snapshot_cell(h, check_mode):
     return text + ("; " + ", ".join(extra) if extra else "")
 
 
-def _change_cell(h, check_mode):
+def _change_cell(h, check_mode, kind="maintenance"):
+    if kind != "maintenance":
+        return "—"
     change = h["change"]
     what = ", ".join(change["packages"] + change["changes"])
     if change["failed"]:
@@ -389,6 +397,8 @@ def _change_cell(h, check_mode):
         text = "not run"
     elif check_mode:
         text = "would run" + (" (%s)" % what if what else "")
+    elif change["changed"] is None:
+        text = "ran (what it changed is not listed: your tasks can set patch_user_changes)"
     else:
         text = what or ("changed" if change["changed"] else "nothing")
     if change["rebooted"]:
@@ -396,7 +406,9 @@ def _change_cell(h, check_mode):
     return text
 
 
-def _verdict_cell(h, check_mode):
+def _verdict_cell(h, check_mode, kind="maintenance"):
+    if kind != "maintenance":
+        return "—"  # the restored host's checks are in the action column
     if check_mode:
         return "not run (check mode)"
     if h["verify"]["passed"] is True:
@@ -410,11 +422,11 @@ def _action_cell(h):
     action = _action_text(h)
     if h["action"] == "kept" and h.get("expires"):
         action += " until %s" % h["expires"]
-    if h["reverify_passed"] is not None:
-        action += ", restored host %s" % ("passed its checks" if h["reverify_passed"] else
-                                          "FAILED its checks: " + "; ".join(h.get("reverify_failures") or []))
     if h["reason"] and h["action"] in ("reverted", "kept", "none"):
         action += " (%s)" % h["reason"]
+    if h["reverify_passed"] is not None:
+        action += "; the restored host %s" % ("passed its checks" if h["reverify_passed"] else
+                                              "FAILED its checks: " + "; ".join(h.get("reverify_failures") or []))
     if h["error"]:
         action += " (%s: %s)" % ("refused" if h["outcome"] == "refused" else "error", h["error"])
     return action
@@ -440,7 +452,8 @@ def markdown(report, picture=None):
     for h in report["hosts"]:
         lines.append("| %s |" % " | ".join(cell(c) for c in (
             h["host"], h["outcome"], "%s:%s" % (h["provider"], h["vm"]) if h["provider"] else h["vm"],
-            _snapshot_cell(h, check), _change_cell(h, check), _verdict_cell(h, check), _action_cell(h))))
+            _snapshot_cell(h, check), _change_cell(h, check, report["kind"]), _verdict_cell(h, check, report["kind"]),
+            _action_cell(h))))
     if report["left_on_platform"]:
         lines += ["", "## Left on the platform", ""]
         lines += ["- %s (VM %s): snapshot %s, %s%s" % (item["host"], item["vm"], item["snapshot"], item["phase"],

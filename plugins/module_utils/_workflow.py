@@ -304,7 +304,7 @@ def verdict_for(record, verdict):
 def decide(action, change_failed, passed, on_success):
     """revert / delete / keep / release, with the reason in words."""
     if action and action != "auto":
-        return action, "asked for (%s)" % action
+        return action, "%s was asked for" % action
     if change_failed:
         return "revert", "the change failed"
     if passed is None:
@@ -606,7 +606,7 @@ def _one(backend, vm, request, kind, check_mode, run_id, holder, now):
         decision = request.get("action") or "revert"
         result = settle(backend, vm, record, decision, request.get("power_state") or "recorded", check_mode,
                         request.get("timeout"), now, lock_timeout=float(request.get("lock_timeout") or 0))
-        result["reason"] = "asked for (%s)" % decision
+        result["reason"] = "%s was asked for" % decision
         result["record"] = record
         return result
     raise InvalidRequest("unknown step kind '%s'" % kind)
