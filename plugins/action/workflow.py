@@ -48,6 +48,7 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._report import
     REPORT_FACTS,
     batch_stops,
     build as build_report,
+    default_report_dir,
     failure_message,
     host_record,
     markdown as report_markdown,
@@ -172,8 +173,10 @@ class ActionModule(ActionBase):
     # --- report: the run report, from every host's facts -----------------------------------------------
 
     def _report_path(self, kind, run_id, directory):
-        if not directory:
+        """The report's path without its extension; no directory (None): no report; empty: the default place."""
+        if directory is None:
             return None
+        directory = directory or default_report_dir(os.environ, os.getcwd())
         return os.path.join(directory, "%s-%s%s" % (kind, run_id, "-check" if self._task.check_mode else ""))
 
     def _report(self, task_vars):
@@ -326,6 +329,8 @@ class ActionModule(ActionBase):
                        snapshot=raw.get("name") or record.get("name") or None)
             return {"failed": True, "msg": error.message}
         request["round"] = self._round()
+        # The serial batch it belongs to (a later batch runs the same tasks, so the same round).
+        request["batch"] = list(task_vars.get("ansible_play_batch") or [])
         # The request holds connection secrets: keep them out of the task's displayed result.
         return {"changed": False, "ansible_facts": {FACT % kind: request}, "_ansible_no_log": True}
 
@@ -498,9 +503,11 @@ class ActionModule(ActionBase):
         holder = self._task.args.get("holder") or "%s:%s:%s" % (default_creator(), os.getppid(), secrets.token_hex(3))
         check_mode = bool(self._task.check_mode)
         requests, results = {}, {}
+        alive = set(task_vars.get("ansible_play_batch") or [])
         for host in hosts:
             request = (hostvars.get(host) or {}).get(FACT % kind)
-            if isinstance(request, dict) and request.get("round") == this_round:
+            if isinstance(request, dict) and request.get("round") == this_round and not request.get("consumed") \
+                    and self._this_batch(host, request, alive):
                 requests[host] = request
         environment = {}
         self._compute_environment_string(raw_environment_out=environment)
@@ -522,11 +529,28 @@ class ActionModule(ActionBase):
             "holder": holder,
             "started": started,
             "finished": finished,
-            "ansible_facts": {"prechange_run": {"run_id": run_id, "holder": holder}} if kind == "snapshot" else {},
+            # Every host of the batch: its request is used up (and its connection secrets leave its facts),
+            # so a later serial batch, which runs the same tasks, never acts on it again.
+            "ansible_facts": dict({FACT % kind: {"consumed": True, "round": this_round}},
+                                  **({"prechange_run": {"run_id": run_id, "holder": holder}} if kind == "snapshot"
+                                     else {})),
         }
         if kind == "snapshot" and results:
             self._interim_report(task_vars, run_id, out["hosts"], started, finished)
         return out
+
+    @staticmethod
+    def _this_batch(host, request, alive):
+        """Whether a request was made in the serial batch now running.
+
+        ``alive`` is the batch's hosts that have not failed. Batches do not share hosts, so a request of
+        this batch names (among the hosts alive when it was made) a host still alive, or is its own
+        host's. When every host of the batch has failed (they run their ``always``), nothing tells the
+        batches apart and the consumed mark alone keeps earlier batches' requests out.
+        """
+        if not alive:
+            return True
+        return host in alive or bool(alive & set(request.get("batch") or ()))
 
     def _run_group(self, provider, connection, items, kind, check_mode, run_id, holder, no_log_values):
         hosts = [host for host, _request in items]

@@ -52,6 +52,20 @@ def _get(mapping, *path, default=None):
     return default if mapping is None else mapping
 
 
+def default_report_dir(environ, cwd):
+    """Where a report goes when the user names no directory: where the job keeps its files.
+
+    ``$PRECHANGE_REPORT_DIR``; else, under ansible-runner (what AWX / AAP run a job with), the job's
+    artifact directory (``$AWX_ISOLATED_DATA_DIR``), kept with the job's other artifacts; else
+    ``./prechange-reports``.
+    """
+    if environ.get("PRECHANGE_REPORT_DIR"):
+        return environ["PRECHANGE_REPORT_DIR"]
+    if environ.get("AWX_ISOLATED_DATA_DIR"):
+        return "%s/prechange-reports" % environ["AWX_ISOLATED_DATA_DIR"].rstrip("/")
+    return "%s/prechange-reports" % cwd.rstrip("/")
+
+
 def _stamp(value):
     """A timestamp (ISO 8601 or epoch seconds) as epoch seconds, or None."""
     if value in (None, ""):
@@ -283,7 +297,8 @@ def next_steps(kind, run_id, records, inventory=(), check_mode=False):
                       % (inv, limit(failed))})
     later = hosts_of("stopped", "not_reached", "waiting")
     if later and kind == "maintenance":
-        steps.append({"what": "Resume the run on the hosts it did not reach (after looking at why it stopped)",
+        steps.append({"what": "If the run ended before these hosts (stopped or interrupted), resume it on them once "
+                              "you know why",
                       "hosts": later, "command": "ansible-playbook prechange.snapshots.maintenance%s%s%s"
                       % (inv, run, limit(later))})
     kept = hosts_of("ok", predicate=lambda r: (r["left"] or {}).get("phase") == "kept" or r["action"] == "kept")

@@ -169,3 +169,10 @@ def test_timeline_picture_has_a_bar_per_stage():
     assert svg.count("<rect") == 4 + 4  # four bars, four legend boxes
     assert report.timeline_svg(report.build("maintenance", "r1", False, "now", "ctl",
                                             [report.not_reached_record("h2", "waiting")])) is None
+
+
+def test_the_default_report_directory_is_where_the_job_keeps_files():
+    assert report.default_report_dir({"PRECHANGE_REPORT_DIR": "/r", "AWX_ISOLATED_DATA_DIR": "/a"}, "/w") == "/r"
+    assert report.default_report_dir({"AWX_ISOLATED_DATA_DIR": "/pdd/artifacts/7/"}, "/w") == \
+        "/pdd/artifacts/7/prechange-reports"
+    assert report.default_report_dir({}, "/w/") == "/w/prechange-reports"
