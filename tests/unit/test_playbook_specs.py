@@ -151,7 +151,7 @@ def test_every_playbook_has_an_entry_point_it_validates_first():
         assert os.path.exists(os.path.join(REPO, "roles", "playbooks", "tasks", name + ".yml"))
 
 
-@pytest.mark.parametrize("path", PLAYBOOKS, ids=lambda p: os.path.basename(p))
+@pytest.mark.parametrize("path", PLAYBOOKS, ids=os.path.basename)
 def test_every_variable_a_playbook_reads_is_documented(path):
     name = os.path.basename(path)[:-4]
     files = _files(path)
