@@ -26,8 +26,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("playbook, variables, message", CASES, ids=[c[0] for c in CASES])
-def test_a_wrong_playbook_variable_is_refused_first(playbook, variables, message):
-    result = run_playbook("prechange.snapshots.%s" % playbook, variables)
+def test_a_wrong_playbook_variable_is_refused_first(playbook, variables, message, tmp_path):
+    result = run_playbook("prechange.snapshots.%s" % playbook, variables, env={"PRECHANGE_REPORT_DIR": str(tmp_path)})
     assert result.returncode != 0, result.stdout
     assert "Validation of arguments failed:" in result.stdout, result.stdout
     assert message in result.stdout, result.stdout
@@ -36,11 +36,11 @@ def test_a_wrong_playbook_variable_is_refused_first(playbook, variables, message
     assert "ok=0" in result.stdout and "changed=0" in result.stdout, result.stdout
 
 
-def test_right_variables_pass_the_validation():
+def test_right_variables_pass_the_validation(tmp_path):
     """Valid values pass; the run then stops at the role's own validation (this inventory has no provider)."""
     result = run_playbook("prechange.snapshots.revert", {"revert_or_prune_run_id": "20261122T021500Z-4f2a",
                                                          "revert_action": "release", "prechange_vm": 101},
-                          check=True)
+                          check=True, env={"PRECHANGE_REPORT_DIR": str(tmp_path)})
     assert '"argument_spec_name": "revert", "name": "playbooks"' not in result.stdout, result.stdout
     assert '"argument_spec_name": "lookup", "name": "revert_or_prune"' in result.stdout, result.stdout
     assert "value of revert_or_prune_provider must be one of: libvirt, proxmox, vmware, got: " in result.stdout
