@@ -3,12 +3,13 @@
 # (apt packages, a virtualenv, libvirtd+QEMU, the vCenter simulator, fakepve), then runs the
 # unit, provider, integration and workflow tests against those real backends and, beside them in
 # the background, the static stages: ansible-test sanity, ansible-lint (production profile), the
-# changelog lint and a build. Each stage's result and wall time are in the summary.
+# changelog lint, the docs (lint and site) and a build. Each stage's result and wall time are in the summary.
 #
 #   bash tests/run.sh            everything
 #   bash tests/run.sh -k libvirt extra pytest arguments narrow the pytest stage
 #   SKIP_MOLECULE=1 SKIP_E2E=1 SKIP_SANITY=1 ...   skip the workflow scenarios / the real-guest
 #                                                  scenarios / the static stages while iterating
+#   SKIP_DOCS=1                                    skip the docs stage (lint and site) of the static stages
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo" || exit 1
@@ -74,6 +75,9 @@ static_stages() {
     stage "ansible-test sanity" env PYTHON="$venv/bin/python" bash tests/sanity/run.sh
     stage "ansible-lint (production profile)" ansible-lint --profile production
     stage "changelog fragments" antsibull-changelog lint
+    if [ -z "${SKIP_DOCS:-}" ]; then
+      stage "docs: antsibull-docs lint-collection-docs and the docs site" bash tests/docs/run.sh
+    fi
     stage "collection build" bash -c 'rm -rf build/dist && ansible-galaxy collection build --output-path build/dist --force >/dev/null'
   fi
 }
