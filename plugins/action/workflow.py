@@ -258,6 +258,8 @@ class ActionModule(ActionBase):
             probe = dict(raw)
             self._check_settle(probe, host)
             provider, raw["vm"] = probe["provider"], probe["vm"]
+            # The same endpoint as the snapshot step (e.g. the libvirt inventory plugin's ansible_libvirt_uri).
+            inferred = resolve_target(host, self._inventory_vars(task_vars), provider, raw["vm"]).connection
         else:
             # Which VM the host is: explicit variables, else what its inventory plugin or its facts say.
             target = resolve_target(host, self._inventory_vars(task_vars), provider or "", raw.get("vm") or "",
