@@ -337,6 +337,10 @@ def test_proxmox_plugin_hosts_and_nodes(tmp_path, pve, plugin_collections):
     source.write_text(
         "plugin: community.proxmox.proxmox\n"
         "want_facts: true\n"
+        # Optional (the collection infers it from proxmox_vmid), but users write it, and the plugin composes
+        # it onto the node hosts too: a node must be refused all the same.
+        "compose:\n"
+        "  prechange_provider: \"'proxmox'\"\n"
         "filters:\n"
         "  - proxmox_vmid in [100, 101, 200]\n")
     env = proxmox_env(pve, plugin_collections)
@@ -344,6 +348,7 @@ def test_proxmox_plugin_hosts_and_nodes(tmp_path, pve, plugin_collections):
     assert sorted(groups["proxmox_nodes"]) == ["pve1", "pve2", "pve3"]
     assert sorted(set(sum(groups.values(), []))) == ["ct-dns", "pve1", "pve2", "pve3", "web01", "web02"]
     assert hostvars["web01"]["proxmox_vmid"] == 100
+    assert "prechange_provider" in hostvars["pve3"]  # composed onto the node too
     run_id = new_run_id("inv")
     name = "prechange-" + run_id
     # hosts: all, as an operator runs the maintenance playbook: the nodes are in it.
