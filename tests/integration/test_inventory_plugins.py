@@ -254,6 +254,9 @@ def test_vmware_plugin_hosts(tmp_path, vcsim, plugin_collections):
     source = tmp_path / "vcenter.vmware.yml"
     source.write_text(
         "plugin: community.vmware.vmware_vm_inventory\n"
+        "compose:\n"
+        "  ansible_host: guest.ipAddress\n"
+        "  prechange_vmware_datacenter: \"'DC0'\"\n"
         "filters:\n"
         "  - config.name in %s\n" % json.dumps(VMWARE_PLUGIN_VMS))
     env = vmware_env(vcsim, plugin_collections)
@@ -334,16 +337,24 @@ def test_proxmox_plugin_hosts_and_nodes(tmp_path, pve, plugin_collections):
     # A guest that bears a node's name: taking node host pve3 for a VM by its name would snapshot it.
     pve.guest(102).config["name"] = "pve3"
     source = tmp_path / "cluster.proxmox.yml"
-    source.write_text(
+    text = (
         "plugin: community.proxmox.proxmox\n"
         "want_facts: true\n"
-        # Optional (the collection infers it from proxmox_vmid), but users write it, and the plugin composes
+        # The playbooks' README example: the connection composed from literals (the password comes from
+        # PROXMOX_PASSWORD). prechange_provider is optional (proxmox_vmid says it), but the plugin composes
         # it onto the node hosts too: a node must be refused all the same.
         "compose:\n"
         "  prechange_provider: \"'proxmox'\"\n"
+        "  prechange_proxmox_api_host: \"'%s'\"\n"
+        "  prechange_proxmox_api_port: \"%s\"\n"
+        "  prechange_proxmox_api_user: \"'%s'\"\n"
+        "  prechange_proxmox_ca_path: \"'%s'\"\n"
         "filters:\n"
-        "  - proxmox_vmid in [100, 101, 200]\n")
+        "  - proxmox_vmid in [100, 101, 200]\n" % (pve.host, pve.port, pve.user, pve.cafile))
+    source.write_text(text)
     env = proxmox_env(pve, plugin_collections)
+    for key in ("PROXMOX_HOST", "PROXMOX_PORT", "PROXMOX_CA_PATH"):
+        env[key] = "wrong-if-used"  # the composed variables must win over the environment
     hostvars, groups = inventory_list(source, env)
     assert sorted(groups["proxmox_nodes"]) == ["pve1", "pve2", "pve3"]
     assert sorted(set(sum(groups.values(), []))) == ["ct-dns", "pve1", "pve2", "pve3", "web01", "web02"]
@@ -363,10 +374,14 @@ def test_proxmox_plugin_hosts_and_nodes(tmp_path, pve, plugin_collections):
         assert "host %s is a Proxmox VE node (inventory group proxmox_nodes, no proxmox_vmid), not a guest" % node \
             in message and "proxmox_all_qemu" in message
     assert name not in api_snapshots("proxmox", conn, 102)
-    # Targeting the documented groups leaves the nodes out.
+    # Targeting the documented groups leaves the nodes out; so does exclude_nodes with hosts: all.
     again = run_playbook(play(tmp_path), {"play_hosts_pattern": "proxmox_all_qemu:proxmox_all_lxc",
                                           "prechange_run_id": new_run_id("inv")}, inventory=str(source), env=env)
     assert again.returncode == 0, again.stdout[-8000:]
+    source.write_text(text + "exclude_nodes: true\n")
+    third = run_playbook(play(tmp_path), {"play_hosts_pattern": "all", "prechange_run_id": new_run_id("inv")},
+                         inventory=str(source), env=env)
+    assert third.returncode == 0 and "pve1" not in third.stdout, third.stdout[-8000:]
 
 
 def test_proxmox_product_uuid(tmp_path, pve):
