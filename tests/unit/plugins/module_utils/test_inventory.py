@@ -100,8 +100,8 @@ def test_libvirt_plugin_host():
     variables = {"ansible_libvirt_uri": "qemu:///system", "xml_desc": LIBVIRT_XML,
                  "ansible_connection": "community.libvirt.libvirt_qemu"}
     target = resolve_target("web01", variables)
-    assert (target.provider, target.vm, target.match, target.connection) == ("libvirt", U, "name",
-                                                                               {"uri": "qemu:///system"})
+    assert (target.provider, target.vm, target.match) == ("libvirt", U, "name")
+    assert target.connection == {"uri": "qemu:///system"}
 
 
 def test_libvirt_plugin_host_without_xml_uses_the_hostname():
