@@ -6,7 +6,9 @@
 
 Three steps make one workflow call:
 
-* ``request`` (every host): checks the host's role inputs and collects its connection variables
+* ``request`` (every host): checks the host's role inputs, decides which VM on which endpoint the
+  host is (explicit variables, else its inventory plugin's variables, else its name or its SMBIOS
+  UUID: ``module_utils/_inventory.py``) and collects its connection variables
   (``prechange_<provider>_<option>``), in the host's own variable context; publishes them as a
   fact for the next step.
 * ``run`` (``run_once``): groups the play batch's requests by endpoint, opens one API session per
@@ -29,7 +31,7 @@ import sys
 import traceback
 
 from ansible import constants as C
-from ansible.errors import AnsibleActionFail
+from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
 from ansible.module_utils.parsing.convert_bool import boolean
@@ -284,7 +286,10 @@ class ActionModule(ActionBase):
         found = {}
         for name in task_vars:
             if name in INVENTORY_VARS or name.endswith(("vmid", "node", "vmtype")):
-                found[name] = self._templar.template(task_vars[name])
+                try:
+                    found[name] = self._templar.template(task_vars[name])
+                except AnsibleError:
+                    continue  # a user's own variable of that name that does not render is no plugin's
         facts = task_vars.get("ansible_facts")
         if isinstance(facts, dict) and facts.get("product_uuid") is not None:
             found["ansible_facts"] = {"product_uuid": self._templar.template(facts["product_uuid"])}

@@ -117,6 +117,15 @@ def host_failure(output, host):
     return json.loads(match.group(1))["msg"]
 
 
+def readme_example(first_line):
+    """The playbooks' README yaml block that starts with ``first_line`` (the documented inventory source)."""
+    text = open(os.path.join(REPO, "playbooks", "README.md"), encoding="utf-8").read()
+    for block in re.findall(r"```yaml\n(.*?)```", text, re.S):
+        if block.startswith(first_line):
+            return block
+    raise AssertionError("no yaml block starting with %r in playbooks/README.md" % first_line)
+
+
 def swapped(value):
     parts = value.split("-")
     for index in range(3):
@@ -129,13 +138,12 @@ def swapped(value):
 
 def test_libvirt_plugin_hosts(tmp_path, libvirtd, libvirt_guest, plugin_collections):
     running, stopped = libvirt_guest("blank", start=True), libvirt_guest("blank", start=False)
-    source = tmp_path / "guests.libvirt.yml"
-    source.write_text(
-        "plugin: community.libvirt.libvirt\n"
-        "uri: %s\n"
-        "inventory_hostname: name\n"
-        "groups:\n"
-        "  maintenance_test: inventory_hostname in %s\n" % (libvirtd, json.dumps([running.name, stopped.name])))
+    source = tmp_path / "kvm.libvirt.yml"
+    # The README's example as printed (its uri is the test daemon's), plus a group of this test's guests.
+    example = readme_example("# kvm.libvirt.yml")
+    assert "uri: %s\n" % libvirtd in example
+    source.write_text(example + "groups:\n  maintenance_test: inventory_hostname in %s\n"
+                      % json.dumps([running.name, stopped.name]))
     env = env_for(plugin_collections)
     hostvars, groups = inventory_list(source, env)
     assert sorted(groups["maintenance_test"]) == sorted([running.name, stopped.name])
@@ -252,13 +260,11 @@ def set_vm_uuid(info, name, value):
 
 def test_vmware_plugin_hosts(tmp_path, vcsim, plugin_collections):
     source = tmp_path / "vcenter.vmware.yml"
-    source.write_text(
-        "plugin: community.vmware.vmware_vm_inventory\n"
-        "compose:\n"
-        "  ansible_host: guest.ipAddress\n"
-        "  prechange_vmware_datacenter: \"'DC0'\"\n"
-        "filters:\n"
-        "  - config.name in %s\n" % json.dumps(VMWARE_PLUGIN_VMS))
+    # The README's example, with vcsim's datacenter, plus a filter to this test's VMs.
+    example = readme_example("# vcenter.vmware.yml")
+    assert "'DC1'" in example
+    source.write_text(example.replace("'DC1'", "'DC0'") + "filters:\n  - config.name in %s\n"
+                      % json.dumps(VMWARE_PLUGIN_VMS))
     env = vmware_env(vcsim, plugin_collections)
     hostvars, _groups = inventory_list(source, env)
     uuids = vm_uuids(vcsim, VMWARE_PLUGIN_VMS)
@@ -419,3 +425,26 @@ def test_proxmox_product_uuid(tmp_path, pve):
     twin = host_failure(result.stdout, "twin.example.com")
     assert "which 2 VMs match" in twin and "'web01' (id 100" in twin and "'web02' (id 101" in twin
     assert name not in api_snapshots("proxmox", conn, 101)
+
+
+def test_proxmox_readme_example(tmp_path, pve, plugin_collections):
+    """The README's proxmox source (API token, exclude_nodes, the connection composed), with hosts: all."""
+    example = readme_example("# cluster.proxmox.yml")
+    for printed, real in (("pve1.example.com:8006", "%s:%s" % (pve.host, pve.port)),
+                          ("'pve1.example.com'", "'%s'" % pve.host), ("ansible@pve", pve.token_user),
+                          ("token_id: snapshots", "token_id: %s" % pve.token_name),
+                          ("'snapshots'", "'%s'" % pve.token_name)):
+        assert printed in example
+        example = example.replace(printed, real)
+    source = tmp_path / "cluster.proxmox.yml"
+    source.write_text(example + "filters:\n  - proxmox_vmid in [100, 101]\n")
+    env = env_for(plugin_collections, {"PROXMOX_TOKEN_SECRET": pve.token_secret, "PROXMOX_PORT": str(pve.port),
+                                       "PROXMOX_CA_PATH": pve.cafile, "REQUESTS_CA_BUNDLE": pve.cafile})
+    run_id = new_run_id("inv")
+    name = "prechange-" + run_id
+    result = run_playbook(play(tmp_path), {"play_hosts_pattern": "all", "prechange_run_id": run_id,
+                                           "revert_hosts": ["web02"]}, inventory=str(source), env=env)
+    assert result.returncode == 0, result.stdout[-8000:]
+    conn = {"host": pve.host, "port": pve.port, "user": pve.user, "password": pve.password, "cafile": pve.cafile}
+    assert phase("proxmox", conn, 100, name, result.stdout) == "kept"
+    assert phase("proxmox", conn, 101, name, result.stdout) == "reverted"
