@@ -45,6 +45,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 export PATH="$venv/bin:$PATH"
+# The inventory plugins the inventory tests run (community.libvirt, .vmware, .proxmox), pinned and cached.
+PYTHON="$venv/bin/python" bash tests/integration/inventory/collections.sh >/dev/null || exit 1
 mkdir -p build/collections/ansible_collections/prechange
 ln -sfn "$repo" build/collections/ansible_collections/prechange/snapshots
 export ANSIBLE_COLLECTIONS_PATH="$repo/build/collections"
