@@ -487,7 +487,7 @@ class CallbackModule(DefaultCallback):
             if note["text"] is not None:
                 text, bad = note["text"], note["bad"]
             elif note["failed"] is not None:
-                text, bad = "failed", True
+                text, bad = note["failed"], True
             else:
                 text, bad = ("changed" if note["changed"] else "ok"), False
             color = C.COLOR_ERROR if bad else (C.COLOR_CHANGED if note["changed"] or note["text"] else C.COLOR_OK)
@@ -528,8 +528,9 @@ class CallbackModule(DefaultCallback):
             note["ran"] = True
         if data.get("changed"):
             note["changed"] = True
-        if status == "failed":
-            note["failed"] = first_line(data.get("msg") or "failed")
+        if status in ("failed", "unreachable"):
+            note["failed"] = status
+            self._show_stage(ran_only=True)  # before the failure's line
         facts = data.get("ansible_facts") or {}
         if stage == "reverify" and "revert_or_prune_reverify_passed" in facts:
             self._verdict(note, facts.get("revert_or_prune_reverify_passed"),
@@ -592,9 +593,6 @@ class CallbackModule(DefaultCallback):
         if not self._quiet(stage):
             return super().v2_runner_on_ok(result)
         self._warnings_of(result)
-        task, data = _task(result), _result(result)
-        if stage is None and task.action in C._ACTION_DEBUG and "msg" in data:  # pylint: disable=protected-access
-            self._host_line(_host(result), "-", first_line(data["msg"], 160))
         return None
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
@@ -613,7 +611,7 @@ class CallbackModule(DefaultCallback):
         return super().v2_runner_on_failed(result, ignore_errors)
 
     def v2_runner_on_unreachable(self, result):
-        stage = self._record(result, "failed")
+        stage = self._record(result, "unreachable")
         task, data, host = _task(result), _result(result), _host(result)
         handled = bool(task.ignore_unreachable) or self._rescued(task)
         if not handled:
