@@ -208,18 +208,22 @@ def test_an_interrupted_window_prints_the_command_that_resumes_it(signum, pve, t
                "-i", str(ws.inventory), "-e", "maintenance_serial=2"]
     env = ansible_env(dict(WINDOW, PRECHANGE_REPORT_DIR=str(ws.report_dir)))
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            universal_newlines=True)
+                            universal_newlines=True, start_new_session=True)
     seen = []
     try:
         assert _wait_for(proc, r"^batch 2 of 2: .*\n(.*\n)*-- change: h3 h4", seen), "".join(seen)
-        time.sleep(2)  # the change is running now
-        proc.send_signal(signum)
+        time.sleep(5)  # the change is running now
+        if signum == signal.SIGINT:
+            os.killpg(proc.pid, signum)  # Ctrl-C: the terminal signals the whole process group
+        else:
+            proc.send_signal(signum)  # a job runner stopping ansible-playbook
         rest, _err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
     out = "".join(seen) + rest
+    (tmp_path / "interrupted.out").write_text(out)
     assert proc.returncode == (99 if signum == signal.SIGINT else -signal.SIGTERM), (proc.returncode, out)
     run_id = re.search(r"created 'prechange-(\S+)'", out).group(1)
     assert "STOPPED: maintenance run %s did not reach its end" % run_id in out, out
