@@ -18,7 +18,7 @@ description:
     with the stage and its hosts; when the stage ends, one line per host with what happened (the snapshot
     made, the verdict, the revert or deletion), taken from the results of the collection's workflow steps.
   - Tasks without a stage in such a play, and the ok, changed and skipped results of tasks within a stage,
-    print nothing. A failure that the play handles (O(ignore_errors), a C(rescue) section) prints one line
+    print nothing. A failure that the play handles (C(ignore_errors), a C(rescue) section) prints one line
     with the host and the message. A failure that ends a host prints the default callback's error block.
   - At the end it prints a condensed recap and a summary table from the run report (C(prechange.snapshots.workflow)
     C(step=report)); one row per host with its outcome, snapshot and action, the report's path, and the next
@@ -137,8 +137,7 @@ def task_stage(task):
 
 def _children(node):
     for name in ("block", "rescue", "always"):
-        for child in getattr(node, name, None) or []:
-            yield child
+        yield from getattr(node, name, None) or []
 
 
 def play_is_staged(play):
@@ -433,8 +432,8 @@ class CallbackModule(DefaultCallback):
         if not self._batch_shown:
             self._batch_shown = True
             number, count = self._batch_number
-            self._say("batch %d of %d: %s%s" % (number, count, host_list(self._batch, self.get_option("host_list_limit")),
-                                                 self._clock()), C.COLOR_HIGHLIGHT)
+            hosts = host_list(self._batch, self.get_option("host_list_limit"))
+            self._say("batch %d of %d: %s%s" % (number, count, hosts, self._clock()), C.COLOR_HIGHLIGHT)
 
     def _task_seen(self, task):
         """Bookkeeping of a task start: the stage it belongs to."""
@@ -703,7 +702,7 @@ class CallbackModule(DefaultCallback):
         return None
 
     def _condensed_recap(self, stats):
-        totals = dict.fromkeys(("ok", "changed", "unreachable", "failures", "skipped", "rescued", "ignored"), 0)
+        totals = {key: 0 for key in ("ok", "changed", "unreachable", "failures", "skipped", "rescued", "ignored")}
         flagged = {"failures": [], "unreachable": []}
         hosts = sorted(stats.processed.keys())
         for host in hosts:
@@ -756,7 +755,7 @@ class CallbackModule(DefaultCallback):
         self._stopped_shown = True
         reported = [r.get("host") for r in (self._report or {}).get("hosts") or []]
         remaining = [h for h in self._play_hosts if h not in reported] if reported else None
-        lines = ["", "STOPPED: maintenance run %s did not reach its end (%s)." % (self._run_id, why)]
+        lines = ["", "STOPPED: run %s did not reach its end (%s)." % (self._run_id, why)]
         if self._report_path:
             lines.append("  reported so far: %s (%s.md)" % (" ".join(reported) or "no host", self._report_path))
         if remaining == []:

@@ -226,7 +226,7 @@ def test_an_interrupted_window_prints_the_command_that_resumes_it(signum, pve, t
     (tmp_path / "interrupted.out").write_text(out)
     assert proc.returncode == (99 if signum == signal.SIGINT else -signal.SIGTERM), (proc.returncode, out)
     run_id = re.search(r"created 'prechange-(\S+)'", out).group(1)
-    assert "STOPPED: maintenance run %s did not reach its end" % run_id in out, out
+    assert "STOPPED: run %s did not reach its end" % run_id in out, out
     assert "reported so far: h1 h2 (" in out, out
     lines = out.splitlines()
     resume = lines[lines.index(next(l for l in lines if l.startswith("  resume it"))) + 1].strip()
