@@ -228,7 +228,27 @@ def record_note(record):
     return record.get("reason") or ""
 
 
-OUTCOME_COLORS = {"ok": C.COLOR_OK, "reverted": C.COLOR_WARN, "error": C.COLOR_ERROR}
+OUTCOME_COLORS = {"ok": C.COLOR_OK, "check": C.COLOR_OK, "reverted": C.COLOR_WARN, "refused": C.COLOR_ERROR,
+                  "error": C.COLOR_ERROR}
+# The report's outcomes, in its own order (module_utils/_report.py); hosts with the last three were not reached.
+OUTCOME_ORDER = ("ok", "reverted", "refused", "error", "check", "waiting", "stopped", "not_reached")
+NOT_REACHED = ("waiting", "stopped", "not_reached")
+
+
+def counts_text(counts):
+    """The report's counts, the non-zero ones, in the report's order."""
+    parts = ["%s %s" % (counts[k], k.replace("_", " ")) for k in OUTCOME_ORDER if counts.get(k)]
+    if counts.get("left_on_platform"):
+        parts.append("%s snapshot%s left on the platform" % (counts["left_on_platform"],
+                                                              "" if counts["left_on_platform"] == 1 else "s"))
+    return ", ".join(parts) or "no hosts"
+
+
+def report_files(path):
+    """The report's files that are there (path is the report's path without an extension)."""
+    found = [ext for ext in (".md", ".json", ".svg") if os.path.exists(path + ext)]
+    return "%s%s%s" % (path, found[0] if found else ".md",
+                       " (and %s)" % ", ".join(found[1:]) if len(found) > 1 else "")
 
 
 def summary_lines(report, path):
@@ -238,10 +258,8 @@ def summary_lines(report, path):
     title = "SUMMARY of run %s" % report.get("run_id", "?")
     if report.get("check_mode"):
         title += " (check mode: nothing was changed)"
-    parts = ["%s %s" % (counts.get(k, 0), k.replace("_", " ")) for k in ("ok", "reverted", "error", "not_reached")
-             if k in counts]
-    if parts:
-        title += ": " + ", ".join(parts)
+    if counts:
+        title += ": " + counts_text(counts)
     lines = [(title, C.COLOR_HIGHLIGHT)]
     if report.get("status"):
         lines.append(("status: %s" % report["status"], C.COLOR_HIGHLIGHT))
@@ -250,8 +268,10 @@ def summary_lines(report, path):
         snapshot = record.get("snapshot") or {}
         rows.append((record.get("host", "?"), record.get("outcome", "?"), snapshot.get("name") or "-",
                      record.get("action") or "-", first_line(record_note(record), 80)))
+    named = {row[0] for row in rows}
     for host in report.get("not_reached") or []:
-        rows.append((host, "not reached", "-", "-", ""))
+        if host not in named:
+            rows.append((host, "not_reached", "-", "-", ""))
     header = ("host", "outcome", "snapshot", "action", "note")
     widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(4)]
     template = "  " + "  ".join("%%-%ds" % w for w in widths) + "  %s"
@@ -259,13 +279,15 @@ def summary_lines(report, path):
     for row in rows:
         lines.append(((template % row).rstrip(), OUTCOME_COLORS.get(row[1], C.COLOR_SKIP)))
     if path:
-        lines.append(("report: %s.md (and %s.json)" % (path, os.path.basename(path)), C.COLOR_HIGHLIGHT))
+        lines.append(("report: %s" % report_files(path), C.COLOR_HIGHLIGHT))
     steps = [step for step in report.get("next") or [] if isinstance(step, dict) and step.get("command")]
     if steps:
         lines.append(("next:", C.COLOR_HIGHLIGHT))
         for step in steps:
-            what = step.get("what")
-            lines.append(("  %s%s" % ("%s: " % what if what else "", step["command"]), C.COLOR_HIGHLIGHT))
+            hosts = step.get("hosts") or []
+            lines.append(("  - %s%s:" % (step.get("what") or "run", " (%s)" % host_list(hosts, 12) if hosts else ""),
+                          C.COLOR_HIGHLIGHT))
+            lines.append(("    %s" % step["command"], C.COLOR_HIGHLIGHT))
     return lines
 
 
@@ -560,9 +582,7 @@ class CallbackModule(DefaultCallback):
                 self._run_id = self._report.get("run_id") or self._run_id
             counts = (data.get("report") or {}).get("summary") or {}
             if data.get("path") and counts and self._quiet(self._stage):
-                self._say("  report written: %s.md (%s)" % (data["path"], ", ".join(
-                    "%s %s" % (counts.get(k, 0), k.replace("_", " ")) for k in ("ok", "reverted", "error", "not_reached"))),
-                    C.COLOR_HIGHLIGHT)
+                self._say("  report written: %s.md (%s)" % (data["path"], counts_text(counts)), C.COLOR_HIGHLIGHT)
         elif step == "run" and isinstance(data.get("hosts"), dict):
             kind = task.args.get("kind")
             if kind == "snapshot" and data.get("run_id"):
@@ -753,7 +773,10 @@ class CallbackModule(DefaultCallback):
         if self._finished or self._stopped_shown or os.getpid() != self._pid or not self._run_id:
             return
         self._stopped_shown = True
-        reported = [r.get("host") for r in (self._report or {}).get("hosts") or []]
+        report = self._report or {}
+        later = set(report.get("not_reached") or [])
+        reported = [r.get("host") for r in report.get("hosts") or []
+                    if r.get("host") not in later and r.get("outcome") not in NOT_REACHED]
         remaining = [h for h in self._play_hosts if h not in reported] if reported else None
         lines = ["", "STOPPED: run %s did not reach its end (%s)." % (self._run_id, why)]
         if self._report_path:

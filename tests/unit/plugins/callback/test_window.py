@@ -59,28 +59,36 @@ REPORT = {
         {"host": "db01", "outcome": "error", "snapshot": None, "action": "none",
          "error": "snapshot: Failed to create snapshot 'prechange-x' of VM 'db01' on proxmox: locked (backup)",
          "verify": {"failures": []}, "change": {"failed": False}},
+        {"host": "web08", "outcome": "stopped", "snapshot": None, "action": "none", "error": "",
+         "verify": {"failures": []}, "change": {"failed": False}},
     ],
-    "not_reached": ["web09"],
-    "summary": {"hosts": 3, "ok": 1, "reverted": 1, "error": 1, "not_reached": 1},
-    "next": [{"what": "look at the reverted host", "command": "ansible-playbook app.yml --limit app01"},
-             {"what": "retry the host in error", "command": "ansible-playbook prechange.snapshots.maintenance --limit db01"}],
+    "not_reached": ["web08", "web09"],
+    "summary": {"hosts": 5, "ok": 1, "reverted": 1, "refused": 0, "error": 1, "stopped": 1, "not_reached": 1,
+                "left_on_platform": 1},
+    "next": [{"what": "look at the reverted host", "hosts": ["app01"],
+              "command": "ansible-playbook app.yml --limit app01"},
+             {"what": "retry the host in error", "hosts": ["db01"],
+              "command": "ansible-playbook prechange.snapshots.maintenance --limit db01"}],
 }
 
 
 def test_summary_has_a_row_per_host_the_report_path_and_the_next_commands():
     lines = [text for text, _color in summary_lines(REPORT, "/r/maintenance-x")]
-    assert lines[0] == "SUMMARY of run 20261130T010026Z-1e73: 1 ok, 1 reverted, 1 error, 1 not reached"
+    assert lines[0] == ("SUMMARY of run 20261130T010026Z-1e73: 1 ok, 1 reverted, 1 error, 1 stopped, 1 not reached, "
+                        "1 snapshot left on the platform")
     assert "status: reverted" in lines
     rows = {line.split()[0]: line.split() for line in lines if line.startswith("  ") and not line.startswith("   ")}
     assert rows["web01"][:4] == ["web01", "ok", "prechange-x", "deleted"]
     assert rows["app01"][:4] == ["app01", "reverted", "prechange-x", "reverted"]
     assert "verify failed: port 8080 is not open" in " ".join(rows["app01"])
     assert rows["db01"][:4] == ["db01", "error", "-", "none"]
-    assert rows["web09"][:3] == ["web09", "not", "reached"]
-    assert "report: /r/maintenance-x.md (and maintenance-x.json)" in lines
-    assert lines.index("next:") > lines.index("report: /r/maintenance-x.md (and maintenance-x.json)")
-    assert "  look at the reverted host: ansible-playbook app.yml --limit app01" in lines
-    assert "  retry the host in error: ansible-playbook prechange.snapshots.maintenance --limit db01" in lines
+    assert rows["web08"][:2] == ["web08", "stopped"] and rows["web09"][:2] == ["web09", "not_reached"]
+    assert len([line for line in lines if line.startswith("  web08")]) == 1  # a record and in not_reached: one row
+    assert "report: /r/maintenance-x.md" in lines
+    assert lines.index("next:") > lines.index("report: /r/maintenance-x.md")
+    assert lines[lines.index("next:") + 1:] == [
+        "  - look at the reverted host (app01):", "    ansible-playbook app.yml --limit app01",
+        "  - retry the host in error (db01):", "    ansible-playbook prechange.snapshots.maintenance --limit db01"]
 
 
 def test_summary_says_nothing_the_report_does_not():
