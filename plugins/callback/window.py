@@ -238,9 +238,9 @@ NOT_REACHED = ("waiting", "stopped", "not_reached")
 def counts_text(counts):
     """The report's counts, the non-zero ones, in the report's order."""
     parts = ["%s %s" % (counts[k], k.replace("_", " ")) for k in OUTCOME_ORDER if counts.get(k)]
-    if counts.get("left_on_platform"):
-        parts.append("%s snapshot%s left on the platform" % (counts["left_on_platform"],
-                                                              "" if counts["left_on_platform"] == 1 else "s"))
+    left = counts.get("left_on_platform")
+    if left:
+        parts.append("%s snapshot%s left on the platform" % (left, "" if left == 1 else "s"))
     return ", ".join(parts) or "no hosts"
 
 
