@@ -10,6 +10,7 @@
 #   SKIP_MOLECULE=1 SKIP_E2E=1 SKIP_SANITY=1 ...   skip the workflow scenarios / the real-guest
 #                                                  scenarios / the static stages while iterating
 #   SKIP_DOCS=1                                    skip the docs stage (lint and site) of the static stages
+#   SKIP_CORES=1                                   skip the ansible-core matrix (tests/cores)
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo" || exit 1
@@ -91,6 +92,11 @@ fi
 
 bash tests/backends/libvirtd/ctl.sh start || exit 1
 stage "pytest: unit, provider and integration tests on the real backends" python -m pytest "$@"
+
+if [ -z "${SKIP_CORES:-}" ]; then
+  stage "ansible-core matrix: unit tests and a smoke of the plugins on every version claimed (tests/cores)" \
+    bash tests/cores/run.sh
+fi
 
 if [ -z "${SKIP_MOLECULE:-}" ]; then
   # One scenario after another: each starts its own backend.
