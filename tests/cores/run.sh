@@ -46,12 +46,12 @@ TESTS=(
 pyver() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null; }
 
 find_python() { # find_python 2.16 -> path of a supported interpreter, or nothing
-  local want candidates=() c v
+  local want candidates=() c v pyenv_root
   pyenv_root=$( (command -v pyenv >/dev/null && pyenv root) 2>/dev/null || echo "$HOME/.pyenv")
   for want in ${PYTHONS[$1]}; do
     candidates=(python3 "python$want")
     # pyenv's builds, newest patch release first
-    while IFS= read -r c; do candidates+=("$c"); done < <(ls -d "$pyenv_root/versions/$want".*/bin/python"$want" 2>/dev/null | sort -rV)
+    while IFS= read -r c; do candidates+=("$c"); done < <(printf '%s\n' "$pyenv_root/versions/$want".*/bin/python"$want" | sort -rV)
     for c in "${candidates[@]}"; do
       c=$(command -v "$c" 2>/dev/null) || continue
       v=$(pyver "$c") || continue

@@ -24,10 +24,9 @@ import shlex
 import sys
 
 import ansible
-import pytest
 
 from conftest import (  # pylint: disable=import-error
-    Findings, Workspace, api_power, api_snapshots, new_run_id, proxmox_backend, run_playbook,
+    Findings, Workspace, api_snapshots, new_run_id, proxmox_backend, run_playbook,
 )
 
 HERE = os.path.dirname(os.path.abspath(__file__))
