@@ -79,7 +79,7 @@ uv_bin() { # prints the path of uv, installed once into the cache; nothing (pip 
 
 # make_venv VERSION PYTHON -> prints the virtualenv's path (built once per version, Python and requirements)
 make_venv() {
-  local version=$1 python=$2 key dir uv
+  local version=$1 python=$2 key dir uv wheels tag wheel
   key=$( { echo "ansible-core==$version.*"; "$python" -c 'import sys; print(sys.version)'; realpath "$python";
            cat "$requirements"; } | sha256sum | cut -c1-12)
   dir="$cache/ansible-core-$version-py$(pyver "$python")-$key"
@@ -92,8 +92,17 @@ make_venv() {
     rm -rf "$dir"
     if [ -n "$uv" ]; then
       export UV_CACHE_DIR="$cache/uv-cache"
+      # uv would build libvirt-python (no wheels) again for every virtualenv: build it once per Python
+      # (pip reuses the wheel it built for the test command's virtualenv) and install that wheel.
+      wheels="$cache/wheels/py$(pyver "$python")"
+      tag=$("$python" -c 'import sys; print("cp%d%d" % sys.version_info[:2])')
+      wheel=$(printf '%s\n' "$wheels"/libvirt_python-*-"$tag"-*.whl | sort -V | tail -n 1)
+      if [ ! -f "$wheel" ]; then
+        "$python" -m pip wheel -q --no-deps -w "$wheels" libvirt-python >&2 || exit 1
+        wheel=$(printf '%s\n' "$wheels"/libvirt_python-*-"$tag"-*.whl | sort -V | tail -n 1)
+      fi
       "$uv" venv -q --python "$python" "$dir" >&2 &&
-        VIRTUAL_ENV="$dir" "$uv" pip install -q "ansible-core==$version.*" -r "$requirements" >&2 || exit 1
+        VIRTUAL_ENV="$dir" "$uv" pip install -q "ansible-core==$version.*" "$wheel" -r "$requirements" >&2 || exit 1
     else
       "$python" -m venv "$dir" >&2 && "$dir/bin/pip" install -q "ansible-core==$version.*" -r "$requirements" >&2 ||
         exit 1
