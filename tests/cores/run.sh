@@ -17,6 +17,7 @@
 # python3, python3.1x on PATH and pyenv's versions. ansible-core 2.20 needs Python 3.12 or later, which
 # Debian 12 does not package: where none is found, that version fails and says so.
 # Virtualenvs are built with uv when it installs from PyPI (seconds), else with pip (about a minute each).
+# PRECHANGE_CORES_TESTED=<version>: the caller ran these tests on that ansible-core already (skipped here).
 # The virtualenv of the test command ($PRECHANGE_VENV, default .venv) is used as it is for the version
 # it already has.
 set -uo pipefail
@@ -123,6 +124,11 @@ for version in $versions; do
     results+=("FAILED  ansible-core $version: not a version this script knows"); failed=1; continue
   fi
   printf '\n==> ansible-core %s\n' "$version"
+  if [[ -n "${PRECHANGE_CORES_TESTED:-}" && "$PRECHANGE_CORES_TESTED" == "$version".* ]]; then
+    echo "tested by the caller (tests/run.sh's pytest stage runs these tests and more on it)"
+    results+=("covered ansible-core $PRECHANGE_CORES_TESTED: by the pytest stage of tests/run.sh")
+    continue
+  fi
   start=$SECONDS
   python=""
   if [ -x "$main_venv/bin/python" ] && [[ "$(core_of "$main_venv/bin/python")" == "$version".* ]] &&
