@@ -10,6 +10,7 @@
 #   SKIP_MOLECULE=1 SKIP_E2E=1 SKIP_SANITY=1 ...   skip the workflow scenarios / the real-guest
 #                                                  scenarios / the static stages while iterating
 #   SKIP_DOCS=1                                    skip the docs stage (lint and site) of the static stages
+#   SKIP_CORES=1                                   skip the ansible-core matrix (tests/cores)
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo" || exit 1
@@ -93,6 +94,14 @@ fi
 
 bash tests/backends/libvirtd/ctl.sh start || exit 1
 stage "pytest: unit, provider and integration tests on the real backends" python -m pytest "$@"
+
+if [ -z "${SKIP_CORES:-}" ]; then
+  # The pytest stage above ran the same tests on this virtualenv's ansible-core, unless it was narrowed.
+  tested=""
+  [ $# -eq 0 ] && tested=$(python -c 'import ansible; print(ansible.__version__)')
+  stage "ansible-core matrix: unit tests and a smoke of the plugins on every version claimed (tests/cores)" \
+    env PRECHANGE_CORES_TESTED="$tested" bash tests/cores/run.sh
+fi
 
 if [ -z "${SKIP_MOLECULE:-}" ]; then
   # One scenario after another: each starts its own backend.

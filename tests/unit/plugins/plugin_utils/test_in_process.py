@@ -10,14 +10,29 @@ ansible-playbook itself.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
 
+from ansible.module_utils import basic
 from ansible.module_utils.basic import AnsibleModule, env_fallback
-from ansible.module_utils.testing import patch_module_args
+
+try:
+    from ansible.module_utils.testing import patch_module_args
+except ImportError:  # ansible-core < 2.19: AnsibleModule reads its arguments from basic._ANSIBLE_ARGS
+
+    @contextmanager
+    def patch_module_args(args):
+        saved = basic._ANSIBLE_ARGS  # pylint: disable=protected-access
+        basic._ANSIBLE_ARGS = json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode()  # pylint: disable=protected-access
+        try:
+            yield
+        finally:
+            basic._ANSIBLE_ARGS = saved  # pylint: disable=protected-access
 
 from ansible_collections.prechange.snapshots.plugins.plugin_utils import _in_process
 from ansible_collections.prechange.snapshots.plugins.plugin_utils._in_process import (
