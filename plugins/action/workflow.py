@@ -28,6 +28,7 @@ import os
 import secrets
 import socket
 import sys
+import time
 import traceback
 
 from ansible import constants as C
@@ -547,7 +548,7 @@ class ActionModule(ActionBase):
         environment = {}
         self._compute_environment_string(raw_environment_out=environment)
         no_log_values = set()
-        started = isoformat(utcnow())
+        started = round(time.time(), 3)  # epoch seconds: the report's timeline
         with _environment(environment):
             for provider, connection, items in group_requests(requests):
                 results.update(self._run_group(provider, connection, items, kind, check_mode, run_id, holder,
@@ -556,7 +557,7 @@ class ActionModule(ActionBase):
             result["failed"] = bool(result.get("failed"))
             if not result["failed"] and host in requests:
                 result.update(self._outputs(kind, result, requests[host], run_id))
-        finished = isoformat(utcnow())
+        finished = round(time.time(), 3)
         out = {
             "changed": any(r.get("changed") for r in results.values()),
             "hosts": remove_values(results, no_log_values),

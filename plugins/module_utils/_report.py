@@ -80,16 +80,16 @@ def _stamp(value):
         return None
 
 
-def _timeline(facts, snap_call, settle_call):
-    """Each stage's [start, end] in epoch seconds, where the facts tell it."""
+def _timeline(facts, snap_call, settle_call, snapshot_made, settled):
+    """Each stage's [start, end] in epoch seconds, where the facts tell it (and the host went through it)."""
     stages = {}
     snap_start, snap_end = _stamp(snap_call.get("started")), _stamp(snap_call.get("finished"))
     if snap_start and snap_end:
         stages["snapshot"] = [snap_start, snap_end]
-    verify_start = _stamp(_get(facts, "__verify_started"))
+    verify_start = _stamp(_get(facts, "__verify_started")) if snapshot_made else None
     verify_len = _get(facts, "verify_duration_seconds")
     settle_start, settle_end = _stamp(settle_call.get("started")), _stamp(settle_call.get("finished"))
-    if snap_end and (verify_start or settle_start):
+    if snapshot_made and snap_end and (verify_start or (settled and settle_start)):
         stages["change"] = [snap_end, verify_start or settle_start]
     if verify_start:
         try:
@@ -97,7 +97,7 @@ def _timeline(facts, snap_call, settle_call):
         except (TypeError, ValueError):
             end = settle_start or verify_start
         stages["verify"] = [verify_start, max(end, verify_start)]
-    if settle_start and settle_end:
+    if settled and settle_start and settle_end:
         stages["revert_or_prune"] = [settle_start, settle_end]
     return stages
 
@@ -201,7 +201,8 @@ def host_record(host, facts, check_mode=False):
         "error": error,
         "error_kind": error_kind,
         "left": left,
-        "timeline": _timeline(facts, snap_call, settle_call),
+        "timeline": _timeline(facts, snap_call, settle_call, bool(record) and not snap_run.get("failed"),
+                              bool(settle_run) and not settle_run.get("failed")),
         "warnings": list(_get(facts, "snapshot_warnings", default=[]) or snap_run.get("warnings") or [])
         + list((summary or {}).get("warnings") or []),
     }

@@ -176,3 +176,10 @@ def test_the_default_report_directory_is_where_the_job_keeps_files():
     assert report.default_report_dir({"AWX_ISOLATED_DATA_DIR": "/pdd/artifacts/7/"}, "/w") == \
         "/pdd/artifacts/7/prechange-reports"
     assert report.default_report_dir({}, "/w/") == "/w/prechange-reports"
+
+
+def test_a_refused_host_has_no_change_or_verdict_bars():
+    facts = {"__snapshot_run": {"hosts": {"h1": {"failed": True, "error": "PrecheckFailed", "msg": "no"}},
+                                "started": 990.0, "finished": 995.0},
+             "__revert_or_prune_run": {"hosts": {}, "started": 1006.0, "finished": 1010.0}}
+    assert report.host_record("h1", facts)["timeline"] == {"snapshot": [990.0, 995.0]}
