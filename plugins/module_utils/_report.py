@@ -90,8 +90,7 @@ def host_record(host, facts):
         "reverify_failures": list(_get(facts, "revert_or_prune_reverify_failures", default=[])),
         "outcome": outcome,
         "error": error,
-        "warnings": list(_get(facts, "snapshot_warnings", default=[]) or snap_run.get("warnings") or [])
-        + list((summary or {}).get("warnings") or []),
+        "warnings": list(_get(facts, "snapshot_warnings", default=[]) or snap_run.get("warnings") or []) + list((summary or {}).get("warnings") or []),
     }
 
 
