@@ -2,12 +2,14 @@
 # The test command. On a fresh Debian/Ubuntu machine, as root: installs what the tests need
 # (apt packages, a virtualenv, libvirtd+QEMU, the vCenter simulator, fakepve), then runs the
 # unit, provider, integration and workflow tests against those real backends, then
-# ansible-test sanity, ansible-lint (production profile), the changelog lint and a build.
+# ansible-test sanity, ansible-lint (production profile), the changelog lint, a build and the
+# release checks (tests/release/run.sh: artifact, execution environment, galaxy-importer).
 #
 #   bash tests/run.sh            everything
 #   bash tests/run.sh -k libvirt extra pytest arguments narrow the pytest stage
 #   SKIP_MOLECULE=1 SKIP_E2E=1 SKIP_SANITY=1 ...   skip the workflow scenarios / the real-guest
 #                                                  scenarios / the static stages while iterating
+#   SKIP_RELEASE=1                                 skip only the release checks (tests/release/run.sh)
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo" || exit 1
@@ -87,6 +89,12 @@ if [ -z "${SKIP_SANITY:-}" ]; then
   step "Collection build"
   rm -rf build/dist && ansible-galaxy collection build --output-path build/dist --force >/dev/null
   record build $?
+
+  if [ -z "${SKIP_RELEASE:-}" ]; then
+    step "Release: the artifact, the execution environment, galaxy-importer as Automation Hub (tests/release)"
+    PRECHANGE_VENV="$venv" bash tests/release/run.sh
+    record release $?
+  fi
 fi
 
 printf '\n==> Summary\n'
