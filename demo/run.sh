@@ -28,7 +28,7 @@ fi
 log "1/5 Ansible"
 ansible_ok() {
     command -v ansible-playbook >/dev/null 2>&1 &&
-        ansible-playbook --version 2>/dev/null | head -1 | grep -Eq 'core 2\.(1[6-9]|[2-9][0-9])'
+        ansible-playbook --version 2>/dev/null | sed -n 1p | grep -Eq 'core 2\.(1[6-9]|[2-9][0-9])'
 }
 if [ -x "$REPO/.venv/bin/ansible-playbook" ]; then
     export PATH="$REPO/.venv/bin:$PATH"
@@ -43,7 +43,7 @@ if ! ansible_ok; then
     export PATH="$REPO/.venv/bin:$PATH"
 fi
 PYTHON="$(ansible-playbook --version | sed -n 's/^ *python version = .*(\([^()]*\))$/\1/p')"
-echo "ansible-playbook: $(command -v ansible-playbook) ($(ansible-playbook --version | head -1)), python: $PYTHON"
+echo "ansible-playbook: $(command -v ansible-playbook) ($(ansible-playbook --version | sed -n 1p)), python: $PYTHON"
 
 log "2/5 libvirtd + QEMU (tests/backends/libvirtd)"
 PYTHON="$PYTHON" bash "$REPO/tests/backends/libvirtd/setup.sh" --no-assets
@@ -54,7 +54,7 @@ log "3/5 Two blank guests for the stand-in hosts"
 for g in "${GUESTS[@]}"; do
     "$PYTHON" "$REPO/tests/backends/libvirtd/guests.py" create blank "$g" --start >/dev/null
     virsh -q -c qemu:///system desc "$g" --title --live --config "app v1" >/dev/null
-    echo "$g: $(virsh -c qemu:///system domstate "$g" | head -1), application: $(virsh -c qemu:///system desc "$g" --title)"
+    echo "$g: $(virsh -c qemu:///system domstate "$g" | sed -n 1p), application: $(virsh -c qemu:///system desc "$g" --title)"
 done
 
 log "4/5 ansible-playbook prechange.snapshots.maintenance -i demo/inventory.yml"

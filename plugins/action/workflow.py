@@ -34,6 +34,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
 
 from ansible_collections.prechange.snapshots.plugins.module_utils._errors import InvalidRequest, SnapshotError
 from ansible_collections.prechange.snapshots.plugins.module_utils._marker import (
@@ -45,10 +46,15 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._marker import
 from ansible_collections.prechange.snapshots.plugins.module_utils._report import (
     CALL_RESULTS,
     REPORT_FACTS,
+    batch_stops,
     build as build_report,
+    default_report_dir,
     failure_message,
     host_record,
     markdown as report_markdown,
+    not_reached_record,
+    status_line as report_status_line,
+    timeline_svg,
 )
 from ansible_collections.prechange.snapshots.plugins.module_utils._module import (
     default_creator,
@@ -69,6 +75,8 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._workflow impo
     verb_for,
 )
 from ansible_collections.prechange.snapshots.plugins.plugin_utils._in_process import _environment
+
+display = Display()
 
 # provider -> (module_utils file, backend class, import error name)
 PROVIDERS = {
@@ -118,7 +126,8 @@ def _bad(host, what, hint):
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("step", "kind", "request", "hosts", "run_id", "holder", "results", "report_dir"))
+    _VALID_ARGS = frozenset(("step", "kind", "request", "hosts", "run_id", "holder", "results", "report_dir", "batch",
+                             "max_fail_percentage", "fail_reverted"))
     _supports_check_mode = True
 
     def run(self, tmp=None, task_vars=None):
@@ -144,63 +153,130 @@ class ActionModule(ActionBase):
     # --- start: one run id and one lease holder for the whole ansible-playbook run -----------------------
 
     def _start(self, task_vars):
-        """Kept as facts of localhost, so every serial batch of the play shares them."""
+        """Kept as facts of localhost, so every serial batch of the play shares them.
+
+        Without a run id from the user, an AWX / AAP workflow job (which a sliced job is, too) gives
+        every node and slice the same id, from the workflow job's id; else a new id is made.
+        """
         wanted = self._task.args.get("run_id") or None
         localhost = (task_vars.get("hostvars") or {}).get("localhost") or {}
         known = (localhost.get("ansible_facts") or {}).get("prechange_run") or {}
         if known.get("run_id") and (wanted is None or wanted == known["run_id"]):
-            return {"changed": False, "ansible_facts": {"prechange_run": known}}
-        run = {"run_id": wanted or new_run_id(),
+            return {"changed": False, "run_id": known["run_id"], "ansible_facts": {"prechange_run": known}}
+        workflow_job = task_vars.get("awx_workflow_job_id") or task_vars.get("tower_workflow_job_id")
+        run = {"run_id": wanted or ("awx-wf-%s" % workflow_job if workflow_job else new_run_id()),
                "holder": "%s:%s:%s" % (default_creator(), os.getppid(), secrets.token_hex(3))}
-        return {"changed": False, "ansible_facts": {"prechange_run": run}}
+        display.display("prechange run %s (an interrupted run resumes with -e prechange_run_id=%s)"
+                        % (run["run_id"], run["run_id"]))
+        return {"changed": False, "run_id": run["run_id"], "ansible_facts": {"prechange_run": run}}
 
     # --- report: the run report, from every host's facts -----------------------------------------------
 
+    def _report_path(self, kind, run_id, directory):
+        """The report's path without its extension; no directory (None): no report; empty: the default place."""
+        if directory is None:
+            return None
+        directory = directory or default_report_dir(os.environ, os.getcwd())
+        return os.path.join(directory, "%s-%s%s" % (kind, run_id, "-check" if self._task.check_mode else ""))
+
     def _report(self, task_vars):
-        """Write the run report (JSON and Markdown) when a directory is given; say each host's outcome."""
+        """Write the run report (JSON, Markdown, SVG timeline) when a directory is given; say each host's outcome."""
+        args = self._task.args
+        kind = args.get("kind") or "maintenance"
         hostvars = task_vars.get("hostvars") or {}
-        hosts = self._task.args.get("hosts") or task_vars.get("ansible_play_hosts_all") or []
-        run_id = self._task.args.get("run_id") or "none"
-        directory = self._task.args.get("report_dir")
-        path = None
-        if directory:
-            path = os.path.join(directory, "maintenance-%s%s" % (run_id, "-check" if self._task.check_mode else ""))
+        hosts = args.get("hosts") or task_vars.get("ansible_play_hosts_all") or []
+        batch = set(args.get("batch") or task_vars.get("ansible_play_batch") or hosts)
+        run_id = args.get("run_id") or "none"
+        check_mode = bool(self._task.check_mode)
+        path = self._report_path(kind, run_id, args.get("report_dir"))
         # This batch's call results are registered on every host of the batch: read them once, here,
         # rather than through each host's hostvars (which would template the whole result per host).
-        batch = {name: ((task_vars.get(name) or {}).get("hosts") or {}) for name in CALL_RESULTS}
+        calls = {name: (task_vars.get(name) or {}) for name in CALL_RESULTS}
         earlier = self._earlier_records(path)
-        records, not_reached = [], []
+        request_fact = FACT % ("snapshot" if kind == "maintenance" else "lookup")
+        records, later = [], []
         for host in hosts:
-            if host in batch["__snapshot_run"] or host not in earlier:
+            if host in batch:
                 facts = hostvars.get(host) or {}
-                if not isinstance(facts.get(FACT % "snapshot"), dict) and not facts.get("__maintenance_error"):
-                    not_reached.append(host)
+                if not isinstance(facts.get(request_fact), dict) and not facts.get("__maintenance_error"):
+                    records.append(not_reached_record(host, "not_reached", self._host_names(facts)))
                     continue
-                values = {key: facts.get(key) for key in REPORT_FACTS if key not in CALL_RESULTS}
-                for name in CALL_RESULTS:
-                    mine = batch[name].get(host)
-                    values[name] = {"hosts": {host: mine}} if mine is not None else facts.get(name)
-                records.append(host_record(host, values))
-            else:
+                records.append(host_record(host, self._record_facts(host, facts, calls), check_mode))
+            elif host in earlier and earlier[host]["outcome"] not in ("waiting", "stopped"):
                 records.append(earlier[host])
-        report = build_report("maintenance", run_id, bool(self._task.check_mode), isoformat(utcnow()),
-                              socket.gethostname(), records, not_reached)
-        if path:
-            os.makedirs(directory, exist_ok=True)
-            with open(path + ".json", "w", encoding="utf-8") as handle:
-                json.dump(report, handle, indent=2, sort_keys=False, default=str)
-                handle.write("\n")
-            with open(path + ".md", "w", encoding="utf-8") as handle:
-                handle.write(report_markdown(report))
-        outcomes = {r["host"]: {"outcome": r["outcome"], "msg": failure_message(r, path)} for r in records}
-        summary = report["summary"]
-        msg = "Run report: %s (%d ok, %d reverted, %d error, %d not reached)" % (
-            "%s.json and %s.md" % (path, path) if path else "not written (no report directory)",
-            summary["ok"], summary["reverted"], summary["error"], summary["not_reached"])
+            else:
+                later.append(host)
+        stops = batch_stops(records, batch, args.get("max_fail_percentage"),
+                            boolean(args.get("fail_reverted", True), strict=False))
+        records += [not_reached_record(host, "stopped" if stops else "waiting") for host in later]
+        report = build_report(kind, run_id, check_mode, isoformat(utcnow()), socket.gethostname(), records,
+                              inventory=task_vars.get("ansible_inventory_sources") or ())
+        self._write_report(report, path)
+        failing = {"error", "refused"} | ({"reverted"} if boolean(args.get("fail_reverted", True), strict=False)
+                                          else set())
+        outcomes = {r["host"]: {"outcome": r["outcome"],
+                                "fail": r["outcome"] in failing or r["reverify_passed"] is False,
+                                "msg": failure_message(r, path, check_mode)} for r in records if r["host"] in batch}
+        lines = [report_status_line(report, path), self._counts(report)]
+        lines.append("Report: %s" % ("%s.md (and .json, .svg)" % path if path else "not written (no report directory)"))
+        lines += ["Next: %s (%s):\n  %s" % (step["what"], ", ".join(step["hosts"]), step["command"])
+                  for step in report["next"]]
         # What the verdict steps warned about (a disk-only revert, a policy warning), once, per host.
-        warnings = ["%s: %s" % (r["host"], w) for r in records for w in r["warnings"]]
-        return {"changed": False, "msg": msg, "report": report, "hosts": outcomes, "path": path,
-                "warnings": warnings}
+        warnings = ["%s: %s" % (r["host"], w) for r in records if r["host"] in batch for w in r["warnings"]]
+        artifact = {"kind": kind, "run_id": run_id, "status": report["status"], "check_mode": check_mode,
+                    "summary": report["summary"], "report": "%s.json" % path if path else None,
+                    "hosts": {r["host"]: {"outcome": r["outcome"], "vm": r["vm"], "action": r["action"],
+                                          "snapshot": (r["snapshot"] or {}).get("name"), "error": r["error"]}
+                              for r in records},
+                    "next": report["next"]}
+        return {"changed": False, "msg": "\n".join(lines), "summary_lines": lines, "report": report,
+                "status": report["status"], "hosts": outcomes, "path": path, "warnings": warnings,
+                # set_stats: AWX keeps these as the job's artifacts and hands them to the next workflow node.
+                "ansible_stats": {"data": {"prechange_run_id": run_id, "prechange_status": report["status"],
+                                           "prechange_report": artifact},
+                                  "per_host": False, "aggregate": False}}
+
+    @staticmethod
+    def _counts(report):
+        s = report["summary"]
+        text = "%d hosts: %d ok, %d reverted, %d refused, %d error" % (s["hosts"], s["ok"], s["reverted"], s["refused"], s["error"])
+        if report["check_mode"]:
+            text += ", %d would run (check mode: nothing was changed)" % s["check"]
+        text += ", %d not reached (%d stopped, %d in later batches); %d snapshots left on the platform" % (
+            s["not_reached"] + s["stopped"] + s["waiting"], s["stopped"], s["waiting"], s["left_on_platform"])
+        return text
+
+    @staticmethod
+    def _host_names(facts):
+        return {key: facts.get(key) for key in ("prechange_provider", "prechange_vm")}
+
+    @staticmethod
+    def _record_facts(host, facts, calls):
+        values = {key: facts.get(key) for key in REPORT_FACTS if key not in CALL_RESULTS}
+        for name in CALL_RESULTS:
+            call = calls[name]
+            mine = (call.get("hosts") or {}).get(host)
+            if mine is None:
+                call = facts.get(name) or {}
+                mine = (call.get("hosts") or {}).get(host)
+            values[name] = {"hosts": {host: mine} if mine is not None else {},
+                            "started": call.get("started"), "finished": call.get("finished")}
+        return values
+
+    @staticmethod
+    def _write_report(report, path):
+        if not path:
+            return
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        picture = timeline_svg(report)
+        if picture:
+            with open(path + ".svg", "w", encoding="utf-8") as handle:
+                handle.write(picture)
+        with open(path + ".json", "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=2, sort_keys=False, default=str)
+            handle.write("\n")
+        with open(path + ".md", "w", encoding="utf-8") as handle:
+            handle.write(report_markdown(report, os.path.basename(path) + ".svg" if picture else None))
 
     @staticmethod
     def _earlier_records(path):
@@ -210,6 +286,34 @@ class ActionModule(ActionBase):
                 return {record["host"]: record for record in json.load(handle).get("hosts", [])}
         except (TypeError, OSError, ValueError, KeyError, AttributeError):
             return {}
+
+    def _interim_report(self, task_vars, run_id, results, started, finished):
+        """Right after the snapshots: what this batch made, so an interrupted run leaves a report of it."""
+        path = self._report_path("maintenance", run_id, self._task.args.get("report_dir"))
+        if not path:
+            return
+        hosts = task_vars.get("ansible_play_hosts_all") or []
+        earlier = self._earlier_records(path)
+        call = {"hosts": results, "started": started, "finished": finished}
+        records = []
+        for host in hosts:
+            if host in results:
+                records.append(host_record(host, {"__snapshot_run": call}, bool(self._task.check_mode)))
+            elif host in earlier and earlier[host]["outcome"] not in ("waiting", "stopped"):
+                records.append(earlier[host])
+            else:
+                records.append(not_reached_record(host, "waiting"))
+        report = build_report("maintenance", run_id, bool(self._task.check_mode), isoformat(utcnow()),
+                              socket.gethostname(), records, running=True,
+                              inventory=task_vars.get("ansible_inventory_sources") or ())
+        report["note"] = ("Written right after this batch's snapshots. If no ansible-playbook of run %s is still "
+                          "running, the run was interrupted: the hosts marked error hold a pending snapshot; "
+                          "resume with -e prechange_run_id=%s, or revert / release them with the revert playbook."
+                          % (run_id, run_id))
+        try:
+            self._write_report(report, path)
+        except OSError as error:
+            display.warning("could not write the interim run report %s: %s" % (path, error))
 
     # --- request: one host's inputs, checked in its own variable context -------------------------------
 
@@ -224,6 +328,8 @@ class ActionModule(ActionBase):
                        snapshot=raw.get("name") or record.get("name") or None)
             return {"failed": True, "msg": error.message}
         request["round"] = self._round()
+        # The serial batch it belongs to (a later batch runs the same tasks, so the same round).
+        request["batch"] = list(task_vars.get("ansible_play_batch") or [])
         # The request holds connection secrets: keep them out of the task's displayed result.
         return {"changed": False, "ansible_facts": {FACT % kind: request}, "_ansible_no_log": True}
 
@@ -396,13 +502,16 @@ class ActionModule(ActionBase):
         holder = self._task.args.get("holder") or "%s:%s:%s" % (default_creator(), os.getppid(), secrets.token_hex(3))
         check_mode = bool(self._task.check_mode)
         requests, results = {}, {}
+        alive = set(task_vars.get("ansible_play_batch") or [])
         for host in hosts:
             request = (hostvars.get(host) or {}).get(FACT % kind)
-            if isinstance(request, dict) and request.get("round") == this_round:
+            if isinstance(request, dict) and request.get("round") == this_round and not request.get("consumed") \
+                    and self._this_batch(host, request, alive):
                 requests[host] = request
         environment = {}
         self._compute_environment_string(raw_environment_out=environment)
         no_log_values = set()
+        started = isoformat(utcnow())
         with _environment(environment):
             for provider, connection, items in group_requests(requests):
                 results.update(self._run_group(provider, connection, items, kind, check_mode, run_id, holder,
@@ -411,14 +520,36 @@ class ActionModule(ActionBase):
             result["failed"] = bool(result.get("failed"))
             if not result["failed"] and host in requests:
                 result.update(self._outputs(kind, result, requests[host], run_id))
+        finished = isoformat(utcnow())
         out = {
             "changed": any(r.get("changed") for r in results.values()),
             "hosts": remove_values(results, no_log_values),
             "run_id": run_id,
             "holder": holder,
-            "ansible_facts": {"prechange_run": {"run_id": run_id, "holder": holder}} if kind == "snapshot" else {},
+            "started": started,
+            "finished": finished,
+            # Every host of the batch: its request is used up (and its connection secrets leave its facts),
+            # so a later serial batch, which runs the same tasks, never acts on it again.
+            "ansible_facts": dict({FACT % kind: {"consumed": True, "round": this_round}},
+                                  **({"prechange_run": {"run_id": run_id, "holder": holder}} if kind == "snapshot"
+                                     else {})),
         }
+        if kind == "snapshot" and results:
+            self._interim_report(task_vars, run_id, out["hosts"], started, finished)
         return out
+
+    @staticmethod
+    def _this_batch(host, request, alive):
+        """Whether a request was made in the serial batch now running.
+
+        ``alive`` is the batch's hosts that have not failed. Batches do not share hosts, so a request of
+        this batch names (among the hosts alive when it was made) a host still alive, or is its own
+        host's. When every host of the batch has failed (they run their ``always``), nothing tells the
+        batches apart and the consumed mark alone keeps earlier batches' requests out.
+        """
+        if not alive:
+            return True
+        return host in alive or bool(alive & set(request.get("batch") or ()))
 
     def _run_group(self, provider, connection, items, kind, check_mode, run_id, holder, no_log_values):
         hosts = [host for host, _request in items]
@@ -488,7 +619,8 @@ class ActionModule(ActionBase):
                 "action": mine.get("action"), "reason": mine.get("reason"), "snapshot": snap.get("name"),
                 "snapshot_id": snap.get("id"), "vm": vm.get("name") or request.get("vm"),
                 "provider": request.get("provider"), "power_state": mine.get("power_state"),
-                "expires": owner.get("expires"), "warnings": list(mine.get("warnings") or [])}}
+                "expires": owner.get("expires"), "if_passed": mine.get("if_passed"),
+                "warnings": list(mine.get("warnings") or [])}}
             if mine.get("record"):
                 outputs["record"] = dict(mine["record"], provider=request.get("provider"), vm=request.get("vm"))
             return outputs

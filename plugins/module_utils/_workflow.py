@@ -305,7 +305,7 @@ def verdict_for(record, verdict):
 def decide(action, change_failed, passed, on_success):
     """revert / delete / keep / release, with the reason in words."""
     if action and action != "auto":
-        return action, "asked for (%s)" % action
+        return action, "%s was asked for" % action
     if change_failed:
         return "revert", "the change failed"
     if passed is None:
@@ -399,8 +399,9 @@ def settle(backend, vm, expected, decision, power_state, check_mode, timeout=Non
 
 def predicted_settle(vm, record, decision, why, power_state):
     """What settle would do to a snapshot that check mode only predicted."""
-    return {"action": {"revert": "reverted", "delete": "deleted", "keep": "kept", "release": "released"}[decision],
-            "changed": decision in ("revert", "delete"), "predicted": True, "vm": vm.to_result(),
+    return {"action": {"revert": "reverted", "delete": "deleted", "keep": "kept", "release": "released",
+                       "depends": "depends"}[decision],
+            "changed": decision in ("revert", "delete", "depends"), "predicted": True, "vm": vm.to_result(),
             "snapshot": {"name": record.get("name"), "id": record.get("id"), "owner": record.get("owner")},
             "power_state": revert_power(power_state, record.get("power_state"), record.get("memory")),
             "warnings": [], "reason": why}
@@ -560,13 +561,22 @@ def verb_for(kind, request):
     return VERBS[kind]
 
 
-def settle_decision(request):
-    """A settle request's decision and its reason, from the request alone."""
+def settle_decision(request, check_mode=False):
+    """A settle request's decision and its reason, from the request alone.
+
+    In check mode the change did not happen, so no verdict can exist yet: unless the user forced an
+    action, the decision is ``depends`` (revert if the checks fail, else the on-success action),
+    never a verdict about a change that did not run.
+    """
     passed = request.get("verify_passed")
     if passed is None:
         passed = verdict_for(request["record"], request.get("verdict"))
-    decision, why = decide(request.get("action"), request.get("change_failed"), passed,
-                           request.get("on_success") or "delete")
+    on_success = request.get("on_success") or "delete"
+    if check_mode and request.get("action") in (None, "", "auto") and passed is None \
+            and not request.get("change_failed"):
+        return "depends", ("check mode: the change did not run, so there is no verdict; the run reverts if the "
+                           "change or the checks fail, else it will %s the snapshot" % on_success), None
+    decision, why = decide(request.get("action"), request.get("change_failed"), passed, on_success)
     return decision, why, passed
 
 
@@ -575,13 +585,18 @@ def _one(backend, vm, request, kind, check_mode, run_id, holder, now):
         return begin(backend, vm, begin_request(request, run_id, holder), check_mode, now)
     if kind == "settle":
         record = request["record"]
-        decision, why, passed = settle_decision(request)
+        decision, why, passed = settle_decision(request, check_mode)
         if record.get("predicted"):
             # Check mode: the snapshot was only predicted, so there is nothing on the VM to check yet.
-            return predicted_settle(vm, record, decision, why, request.get("power_state") or "recorded")
-        result = settle(backend, vm, record, decision, request.get("power_state") or "recorded", check_mode,
-                        request.get("timeout"), now, passed=passed, lock_timeout=float(request.get("lock_timeout") or 0))
-        result["reason"] = why
+            result = predicted_settle(vm, record, decision, why, request.get("power_state") or "recorded")
+        else:
+            # A "depends" (check mode, no verdict yet) still checks the snapshot's identity, as keep.
+            result = settle(backend, vm, record, "keep" if decision == "depends" else decision,
+                            request.get("power_state") or "recorded", check_mode, request.get("timeout"), now,
+                            passed=passed, lock_timeout=float(request.get("lock_timeout") or 0))
+            result["reason"] = why
+        if decision == "depends":
+            result.update(action="depends", predicted=True, if_passed=request.get("on_success") or "delete")
         return result
     if kind == "lookup":
         snap = find_run_snapshot(backend.list_snapshots(vm), request.get("run_id"), request.get("snapshot_name"),
@@ -591,7 +606,7 @@ def _one(backend, vm, request, kind, check_mode, run_id, holder, now):
         decision = request.get("action") or "revert"
         result = settle(backend, vm, record, decision, request.get("power_state") or "recorded", check_mode,
                         request.get("timeout"), now, lock_timeout=float(request.get("lock_timeout") or 0))
-        result["reason"] = "asked for (%s)" % decision
+        result["reason"] = "%s was asked for" % decision
         result["record"] = record
         return result
     raise InvalidRequest("unknown step kind '%s'" % kind)

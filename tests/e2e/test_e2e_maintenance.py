@@ -225,7 +225,10 @@ def assert_reverted(h, run, base, new_version):
     assert host["error"] == "", host["error"]
     assert snap["action"] == "created" and snap["memory"] is True, snap
     assert snap["run_id"] == rep["run_id"] and snap["name"] == "prechange-%s" % rep["run_id"], snap
-    assert re.search(r"\| reverted( \(%s\))? \|" % re.escape(host["reason"]), run.markdown), run.markdown
+    # The restored host is checked (by default: it answers again) and the row says so.
+    assert host["reverify_passed"] is True, host
+    assert re.search(r"\| reverted( \(%s\))?; the restored host passed its checks \|" % re.escape(host["reason"]),
+                     run.markdown), run.markdown
     assert "reverted 1" in run.markdown, run.markdown
     # ansible-playbook fails the reverted host (exit 2) and names the snapshot.
     assert run.rc == 2, run.tail()
@@ -317,7 +320,7 @@ def test_3_change_failing_half_way_is_reverted(e2e_guest, maint, record_property
         assert host["verify"]["passed"] is None, host["verify"]
         assert host["reason"] == "the change failed", host
         # Pipes in the task name are escaped so the Markdown table row stays one row.
-        assert "FAILED: Patch \\| apt \\| Upgrade every package" in run.markdown, run.markdown
+        assert "FAILED: task 'Patch \\| apt \\| Upgrade every package" in run.markdown, run.markdown
         assert_reverted(h, run, base, "2.0-halfway")
     finally:
         delete_run_snapshots(h)
@@ -337,11 +340,14 @@ def test_4_check_mode_creates_no_snapshot_and_installs_nothing(e2e_guest, maint,
     assert run.rc == 0, run.tail()
     assert rep["check_mode"] is True and run.report_path.endswith("-check.json"), run.report_path
     assert "(check mode: nothing was changed)" in run.markdown, run.markdown
-    assert host["outcome"] == "ok" and host["error"] == "", host
-    # What a real run would do: snapshot (only predicted), upgrade the demo, verify, delete.
+    assert host["outcome"] == "check" and host["error"] == "" and rep["status"] == "check", host
+    # What a real run would do: snapshot (only predicted), upgrade the demo, then revert or delete as
+    # the checks decide. No verdict: the checks test a change that did not happen, so they do not run.
     assert host["snapshot"]["predicted"] is True, host["snapshot"]
     assert host["change"]["packages"] == ["prechange-demo"], host["change"]
-    assert host["verify"]["passed"] is True, host["verify"]
+    assert host["verify"]["passed"] is None and host["verify"]["failures"] == [], host["verify"]
+    assert host["action"] == "depends" and host["if_passed"] == "delete", host
+    assert "would revert if the checks fail, else delete" in run.markdown, run.markdown
     # Nothing happened: no snapshot on the VM, no package fetched, 1.0 still installed and answering.
     assert libvirt_snapshots(h) == {}
     assert fetched_since(h, base["http_mark"], "prechange-demo_2.0-good_all.deb") == 0

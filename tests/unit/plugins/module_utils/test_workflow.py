@@ -356,3 +356,15 @@ def test_check_mode_settles_a_predicted_snapshot_without_looking_for_it():
     result = wf.run_group(backend, [("h1", request)], "settle", check_mode=True, now=NOW)["h1"]
     assert result["action"] == "reverted" and result["predicted"] and result["changed"]
     assert result["power_state"] == "running" and _mutations(backend) == []
+
+
+def test_check_mode_never_decides_on_a_verdict_that_cannot_exist():
+    record = {"id": "s1", "run_id": "r1", "name": "prechange-r1"}
+    request = {"record": record, "action": "auto", "on_success": "keep", "change_failed": False,
+               "verdict": {"passed": False, "snapshot_id": "s1", "run_id": "r1"}}
+    # A real run acts on the verdict; a dry run has none yet (its checks did not run).
+    assert wf.settle_decision(request)[0] == "revert"
+    assert wf.settle_decision(dict(request, verdict=None), check_mode=True)[0] == "depends"
+    assert "else it will keep" in wf.settle_decision(dict(request, verdict=None), check_mode=True)[1]
+    # What the user forced is predicted as such.
+    assert wf.settle_decision(dict(request, verdict=None, action="release"), check_mode=True)[0] == "release"
