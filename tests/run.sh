@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The test command. On a fresh Debian/Ubuntu machine, as root: installs what the tests need
 # (apt packages, a virtualenv, libvirtd+QEMU, the vCenter simulator, fakepve), then runs the
-# unit, provider, integration and workflow tests against those real backends, then
-# ansible-test sanity, ansible-lint (production profile), the changelog lint, a build and the
-# release checks (tests/release/run.sh: artifact, execution environment, galaxy-importer).
+# unit, provider, integration and workflow tests against those real backends and, beside them in
+# the background, the static stages: ansible-test sanity, ansible-lint (production profile), the
+# changelog lint, a build and the release checks (tests/release/run.sh: the artifact, the execution
+# environment, galaxy-importer as Automation Hub). Each stage's result and wall time are in the summary.
 #
 #   bash tests/run.sh            everything
 #   bash tests/run.sh -k libvirt extra pytest arguments narrow the pytest stage
@@ -15,13 +16,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo" || exit 1
 export PRECHANGE_CACHE=${PRECHANGE_CACHE:-$HOME/.cache/prechange-snapshots}
 venv=${PRECHANGE_VENV:-$repo/.venv}
-failed=()
-passed=()
-
 step() { printf '\n==> %s\n' "$*"; }
-record() { # record NAME RC
-  if [ "$2" -eq 0 ]; then passed+=("$1"); else failed+=("$1 (exit $2)"); fi
-}
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "tests/run.sh installs packages and runs libvirtd: run it as root (sudo bash tests/run.sh)" >&2
@@ -55,50 +50,68 @@ mkdir -p build/collections/ansible_collections/prechange
 ln -sfn "$repo" build/collections/ansible_collections/prechange/snapshots
 export ANSIBLE_COLLECTIONS_PATH="$repo/build/collections"
 
-step "pytest: unit, provider and integration tests on the real backends"
+# Two groups run side by side on the 2 cores: the static stages (no backend: sanity, lint, docs, build)
+# in the background, logging to build/logs/static.log, and the backend stages (pytest, molecule, e2e)
+# in the foreground. Each stage appends "ok NAME" or "FAILED NAME (exit N)" to one results file.
+mkdir -p build/logs
+results="$repo/build/logs/results"
+: > "$results"
+stage() { # stage NAME COMMAND...: run it, record its result and wall time
+  local name=$1 start rc
+  shift
+  start=$(date +%s)
+  step "$name"
+  "$@"
+  rc=$?
+  if [ "$rc" -eq 0 ]; then
+    echo "ok      $name ($(( $(date +%s) - start )) s)" >> "$results"
+  else
+    echo "FAILED  $name (exit $rc, $(( $(date +%s) - start )) s)" >> "$results"
+  fi
+  return 0
+}
+
+static_stages() {
+  if [ -z "${SKIP_SANITY:-}" ]; then
+    stage "ansible-test sanity" env PYTHON="$venv/bin/python" bash tests/sanity/run.sh
+    stage "ansible-lint (production profile)" ansible-lint --profile production
+    stage "changelog fragments" antsibull-changelog lint
+    stage "collection build" bash -c 'rm -rf build/dist && ansible-galaxy collection build --output-path build/dist --force >/dev/null'
+    if [ -z "${SKIP_RELEASE:-}" ]; then
+      stage "release: the artifact, the execution environment, galaxy-importer (tests/release)" \
+        env PRECHANGE_VENV="$venv" bash tests/release/run.sh
+    fi
+  fi
+}
+
+static_pid=""
+if [ -z "${SKIP_SANITY:-}" ]; then
+  printf '\n==> static stages in the background (log: build/logs/static.log)\n'
+  static_stages > build/logs/static.log 2>&1 &
+  static_pid=$!
+fi
+
 bash tests/backends/libvirtd/ctl.sh start || exit 1
-python -m pytest "$@"
-record pytest $?
+stage "pytest: unit, provider and integration tests on the real backends" python -m pytest "$@"
 
 if [ -z "${SKIP_MOLECULE:-}" ]; then
-  step "molecule: the maintenance workflow on every provider (extensions/molecule)"
-  # One scenario after another: each starts its own backend and the machine has 2 cores.
-  molecule test --all
-  record molecule $?
+  # One scenario after another: each starts its own backend.
+  stage "molecule: the maintenance workflow on every provider (extensions/molecule)" molecule test --all
 fi
 
 if [ -z "${SKIP_E2E:-}" ]; then
-  step "e2e: the maintenance workflow on a real Debian guest under libvirt/QEMU (tests/e2e)"
-  python -m pytest tests/e2e
-  record e2e $?
+  stage "e2e: the maintenance workflow on a real Debian guest under libvirt/QEMU (tests/e2e)" \
+    python -m pytest tests/e2e
 fi
 
-if [ -z "${SKIP_SANITY:-}" ]; then
-  step "ansible-test sanity"
-  PYTHON="$venv/bin/python" bash tests/sanity/run.sh
-  record sanity $?
-
-  step "ansible-lint (production profile)"
-  ansible-lint --profile production
-  record ansible-lint $?
-
-  step "Changelog fragments"
-  antsibull-changelog lint
-  record changelog $?
-
-  step "Collection build"
-  rm -rf build/dist && ansible-galaxy collection build --output-path build/dist --force >/dev/null
-  record build $?
-
-  if [ -z "${SKIP_RELEASE:-}" ]; then
-    step "Release: the artifact, the execution environment, galaxy-importer as Automation Hub (tests/release)"
-    PRECHANGE_VENV="$venv" bash tests/release/run.sh
-    record release $?
-  fi
+if [ -n "$static_pid" ]; then
+  wait "$static_pid"
+  printf '\n==> static stages (from build/logs/static.log)\n'
+  cat build/logs/static.log
 fi
 
 printf '\n==> Summary\n'
-for s in "${passed[@]}"; do echo "ok      $s"; done
-for s in "${failed[@]+"${failed[@]}"}"; do echo "FAILED  $s"; done
-echo "stages: ${#passed[@]} passed, ${#failed[@]} failed"
-[ ${#failed[@]} -eq 0 ]
+cat "$results"
+failed=$(grep -c '^FAILED' "$results")
+echo "stages: $(grep -c '^ok' "$results") passed, $failed failed"
+[ "$failed" -eq 0 ]

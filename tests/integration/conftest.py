@@ -433,6 +433,17 @@ def libvirt_backend(uri, vms):
     return Backend("libvirt", {"uri": uri}, vms, {"prechange_libvirt_uri": uri}, {"uri": uri})
 
 
+def workflow_backend(provider, request, vmware_vms):
+    """Two VMs of one provider for a workflow test: fakepve's 100 and 101, the named vcsim VMs, or two
+    fresh libvirt guests (removed at teardown)."""
+    if provider == "proxmox":
+        return proxmox_backend(request.getfixturevalue("pve"))
+    if provider == "vmware":
+        return vmware_backend(request.getfixturevalue("vcsim"), vmware_vms)
+    guest = request.getfixturevalue("errs_guest")
+    return libvirt_backend(request.getfixturevalue("libvirtd"), [guest("blank"), guest("blank")])
+
+
 def new_run_id(prefix="errs"):
     """A run id of our own (lower case, so the snapshot name is valid on Proxmox too)."""
     return "%s-%s" % (prefix, uuid.uuid4().hex[:10])

@@ -20,8 +20,16 @@ import re
 import pytest
 
 from conftest import (  # pylint: disable=import-error
-    Findings, Workspace, free_port, in_output, libvirt_backend, merged, misleading_claims, module_error,
-    new_run_id, proxmox_backend, vmware_backend, vsphere_remove_snapshots,
+    Findings,
+    Workspace,
+    free_port,
+    in_output,
+    merged,
+    misleading_claims,
+    module_error,
+    new_run_id,
+    vsphere_remove_snapshots,
+    workflow_backend,
 )
 
 VMWARE_VMS = ["DC0_H0_VM0", "DC0_H0_VM1"]
@@ -54,15 +62,6 @@ REVERT_CASES = [
 
 # A role may refuse an empty snapshot name itself, before any module call; then it must say so.
 EMPTY_NAME_SAID = re.compile(r"(snapshot[_ ]name|name template)[^\n]*(empty|''|not (a )?usable|invalid)", re.I)
-
-
-def make_backend(provider, request):
-    if provider == "proxmox":
-        return proxmox_backend(request.getfixturevalue("pve"))
-    if provider == "vmware":
-        return vmware_backend(request.getfixturevalue("vcsim"), VMWARE_VMS)
-    guest = request.getfixturevalue("errs_guest")
-    return libvirt_backend(request.getfixturevalue("libvirtd"), [guest("blank"), guest("blank")])
 
 
 def bad_settings(backend, case):
@@ -151,7 +150,7 @@ def backend_snapshots(backend, vm):
 
 @pytest.mark.parametrize("provider,case", MAINTENANCE_CASES)
 def test_maintenance_error_reaches_user_and_nothing_changes(provider, case, request, tmp_path):
-    backend = make_backend(provider, request)
+    backend = workflow_backend(provider, request, VMWARE_VMS)
     run_id = new_run_id()
     inventory_overrides, arg_overrides, extra_vars, token = bad_settings(backend, case)
     snapshot_name = extra_vars.get("snapshot_name", "prechange-" + run_id)
@@ -178,7 +177,7 @@ def test_maintenance_error_reaches_user_and_nothing_changes(provider, case, requ
 
 @pytest.mark.parametrize("provider,case", REVERT_CASES)
 def test_revert_playbook_error_reaches_user_and_nothing_changes(provider, case, request, tmp_path):
-    backend = make_backend(provider, request)
+    backend = workflow_backend(provider, request, VMWARE_VMS)
     run_id = new_run_id()
     snapshot_name = "prechange-" + run_id
     ws = Workspace(tmp_path, provider, backend.conn, backend.hosts(), group_vars=backend.inventory_vars)

@@ -22,21 +22,19 @@ import re
 import pytest
 
 from conftest import (  # pylint: disable=import-error
-    Findings, Workspace, api_set_power, in_output, libvirt_backend, misleading_claims, module_error,
-    new_run_id, proxmox_backend, vmware_backend, vsphere_remove_snapshots,
+    Findings,
+    Workspace,
+    api_set_power,
+    in_output,
+    misleading_claims,
+    module_error,
+    new_run_id,
+    vsphere_remove_snapshots,
+    workflow_backend,
 )
 
 VMWARE_VMS = ["DC0_C0_RP0_VM0", "DC0_C0_RP0_VM1"]
 MEMORY_NOT_KEPT = re.compile(r"\[WARNING\]:[^\n]*memory", re.I)
-
-
-def make_backend(provider, request):
-    if provider == "proxmox":
-        return proxmox_backend(request.getfixturevalue("pve"))
-    if provider == "vmware":
-        return vmware_backend(request.getfixturevalue("vcsim"), VMWARE_VMS)
-    guest = request.getfixturevalue("errs_guest")
-    return libvirt_backend(request.getfixturevalue("libvirtd"), [guest("blank"), guest("blank")])
 
 
 def restore_vmware(backend, ws, before_snaps):
@@ -59,7 +57,7 @@ def memory_vars(provider):
 
 @pytest.mark.parametrize("provider", ["libvirt", "vmware", "proxmox"])
 def test_maintenance_revert_brings_a_running_vm_back_running(provider, request, tmp_path):
-    backend = make_backend(provider, request)
+    backend = workflow_backend(provider, request, VMWARE_VMS)
     run_id = new_run_id("power")
     snapshot_name = "prechange-" + run_id
     ws = Workspace(tmp_path, provider, backend.conn, backend.hosts(), check_passes=False, change_probe=True,
@@ -90,7 +88,7 @@ def test_maintenance_revert_brings_a_running_vm_back_running(provider, request, 
 
 @pytest.mark.parametrize("provider", ["libvirt", "vmware", "proxmox"])
 def test_revert_playbook_brings_a_running_vm_back_running(provider, request, tmp_path):
-    backend = make_backend(provider, request)
+    backend = workflow_backend(provider, request, VMWARE_VMS)
     run_id = new_run_id("power")
     snapshot_name = "prechange-" + run_id
     ws = Workspace(tmp_path, provider, backend.conn, backend.hosts(), group_vars=backend.inventory_vars)
@@ -122,7 +120,7 @@ def test_revert_playbook_brings_a_running_vm_back_running(provider, request, tmp
 def test_libvirt_disk_only_snapshot_of_a_running_vm_is_refused_before_the_change(request, tmp_path):
     """QEMU cannot take a disk-only internal snapshot of a running VM: the run must say so with the
     module's reason and stop before the change, leaving the VM running and without a snapshot."""
-    backend = make_backend("libvirt", request)
+    backend = workflow_backend("libvirt", request, VMWARE_VMS)
     run_id = new_run_id("power")
     args = dict(backend.module_args, vm=backend.vms[0], name="prechange-" + run_id, memory=False, state="present")
     module_msg, reason = module_error("libvirt_snapshot", args, tmp_path)

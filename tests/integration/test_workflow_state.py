@@ -23,23 +23,12 @@ from conftest import (  # pylint: disable=import-error
     Workspace,
     ansible_env,
     api_snapshots,
-    libvirt_backend,
     new_run_id,
-    proxmox_backend,
-    vmware_backend,
+    workflow_backend,
 )
 
 VMWARE_VMS = ["DC0_H0_VM0", "DC0_H0_VM1"]
 MARKER = re.compile(r"\[prechange\.snapshots v1 [^\]]*\]")
-
-
-def make_backend(provider, request):
-    if provider == "proxmox":
-        return proxmox_backend(request.getfixturevalue("pve"))
-    if provider == "vmware":
-        return vmware_backend(request.getfixturevalue("vcsim"), VMWARE_VMS)
-    guest = request.getfixturevalue("errs_guest")
-    return libvirt_backend(request.getfixturevalue("libvirtd"), [guest("blank"), guest("blank")])
 
 
 def of_run(snapshots, run_id):
@@ -61,7 +50,7 @@ def cleanup(ws, run_ids):
 
 @pytest.mark.parametrize("provider", ["libvirt", "vmware", "proxmox"])
 def test_a_live_lease_is_refused_by_another_run_until_released(provider, request, tmp_path):
-    backend = make_backend(provider, request)
+    backend = workflow_backend(provider, request, VMWARE_VMS)
     ws = Workspace(tmp_path, provider, backend.conn, backend.hosts(), group_vars=backend.inventory_vars)
     run_a, run_b = new_run_id("lease"), new_run_id("other")
     try:
@@ -93,7 +82,7 @@ def test_a_live_lease_is_refused_by_another_run_until_released(provider, request
 
 @pytest.mark.parametrize("provider", ["vmware", "proxmox"])
 def test_an_interrupted_run_is_adopted_only_by_its_own_run_id(provider, request, tmp_path):
-    backend = make_backend(provider, request)
+    backend = workflow_backend(provider, request, VMWARE_VMS)
     ws = Workspace(tmp_path, provider, backend.conn, backend.hosts(), group_vars=backend.inventory_vars,
                    change_probe=True)
     run_a, run_b = new_run_id("intr"), new_run_id("other")
@@ -125,7 +114,7 @@ def test_an_interrupted_run_is_adopted_only_by_its_own_run_id(provider, request,
 
 def test_two_runs_with_one_run_id_at_once_leave_at_most_one_snapshot_per_vm(request, tmp_path):
     """vSphere allows two snapshots of one name: the race is real there."""
-    backend = make_backend("vmware", request)
+    backend = workflow_backend("vmware", request, VMWARE_VMS)
     ws = Workspace(tmp_path, "vmware", backend.conn, backend.hosts(), group_vars=backend.inventory_vars)
     run_id = new_run_id("race")
     command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "prechange.snapshots.snapshot",
@@ -146,7 +135,7 @@ def test_two_runs_with_one_run_id_at_once_leave_at_most_one_snapshot_per_vm(requ
 
 
 def test_prune_honours_limit_and_never_touches_a_live_lease(request, tmp_path):
-    backend = make_backend("proxmox", request)
+    backend = workflow_backend("proxmox", request, VMWARE_VMS)
     ws = Workspace(tmp_path, "proxmox", backend.conn, backend.hosts(), group_vars=backend.inventory_vars)
     run_id = new_run_id("prune")
     try:
