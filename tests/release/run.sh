@@ -62,6 +62,7 @@ tools=$cache/tools-$key
   fi
 ) 9>"$cache/.lock"
 [ -f "$tools/.complete" ] || { echo "release tools could not be installed" >&2; exit 1; }
+echo "release tools: $tools (ready after $(($(date +%s) - started))s)"
 rm -rf "$work" && mkdir -p "$work"
 
 version=$("$tools/bin/python" -c 'import yaml; print(yaml.safe_load(open("galaxy.yml"))["version"])')
