@@ -3,14 +3,16 @@
 # (apt packages, a virtualenv, libvirtd+QEMU, the vCenter simulator, fakepve), then runs the
 # unit, provider, integration and workflow tests against those real backends and, beside them in
 # the background, the static stages: ansible-test sanity, ansible-lint (production profile), the
-# changelog lint, a build and the release checks (tests/release/run.sh: the artifact, the execution
-# environment, galaxy-importer as Automation Hub). Each stage's result and wall time are in the summary.
+# changelog lint, the docs (lint and site), a build and the release checks (tests/release/run.sh: the
+# artifact, the execution environment, galaxy-importer as Automation Hub). Each stage's result and wall
+# time are in the summary.
 #
 #   bash tests/run.sh            everything
 #   bash tests/run.sh -k libvirt extra pytest arguments narrow the pytest stage
 #   SKIP_MOLECULE=1 SKIP_E2E=1 SKIP_SANITY=1 ...   skip the workflow scenarios / the real-guest
 #                                                  scenarios / the static stages while iterating
-#   SKIP_RELEASE=1                                 skip only the release checks (tests/release/run.sh)
+#   SKIP_DOCS=1                                    skip the docs stage (lint and site) of the static stages
+#   SKIP_RELEASE=1                                 skip the release checks (tests/release/run.sh) of the static stages
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo" || exit 1
@@ -46,6 +48,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 export PATH="$venv/bin:$PATH"
+# The inventory plugins the inventory tests run (community.libvirt, .vmware, .proxmox), pinned and cached.
+PYTHON="$venv/bin/python" bash tests/integration/inventory/collections.sh >/dev/null || exit 1
 mkdir -p build/collections/ansible_collections/prechange
 ln -sfn "$repo" build/collections/ansible_collections/prechange/snapshots
 export ANSIBLE_COLLECTIONS_PATH="$repo/build/collections"
@@ -76,6 +80,9 @@ static_stages() {
     stage "ansible-test sanity" env PYTHON="$venv/bin/python" bash tests/sanity/run.sh
     stage "ansible-lint (production profile)" ansible-lint --profile production
     stage "changelog fragments" antsibull-changelog lint
+    if [ -z "${SKIP_DOCS:-}" ]; then
+      stage "docs: antsibull-docs lint-collection-docs and the docs site" bash tests/docs/run.sh
+    fi
     stage "collection build" bash -c 'rm -rf build/dist && ansible-galaxy collection build --output-path build/dist --force >/dev/null'
     if [ -z "${SKIP_RELEASE:-}" ]; then
       stage "release: the artifact, the execution environment, galaxy-importer (tests/release)" \

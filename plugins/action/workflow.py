@@ -6,7 +6,9 @@
 
 Three steps make one workflow call:
 
-* ``request`` (every host): checks the host's role inputs and collects its connection variables
+* ``request`` (every host): checks the host's role inputs, decides which VM on which endpoint the
+  host is (explicit variables, else its inventory plugin's variables, else its name or its SMBIOS
+  UUID: ``module_utils/_inventory.py``) and collects its connection variables
   (``prechange_<provider>_<option>``), in the host's own variable context; publishes them as a
   fact for the next step.
 * ``run`` (``run_once``): groups the play batch's requests by endpoint, opens one API session per
@@ -29,7 +31,7 @@ import sys
 import traceback
 
 from ansible import constants as C
-from ansible.errors import AnsibleActionFail
+from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
 from ansible.module_utils.parsing.convert_bool import boolean
@@ -37,6 +39,7 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.prechange.snapshots.plugins.module_utils._errors import InvalidRequest, SnapshotError
+from ansible_collections.prechange.snapshots.plugins.module_utils._inventory import resolve_target
 from ansible_collections.prechange.snapshots.plugins.module_utils._marker import (
     isoformat,
     parse_duration,
@@ -88,6 +91,9 @@ PROVIDERS = {
 REQUEST_VERBS = {"snapshot": "create", "settle": "revert or delete", "lookup": "find", "prune": "prune"}
 POWER_STATES = ("recorded", "snapshot", "running", "paused", "stopped")
 FACT = "__prechange_%s_request"
+# Host variables of inventory plugins that say which VM a host is (read by _inventory.resolve_target).
+INVENTORY_VARS = frozenset(("ansible_libvirt_uri", "xml_desc", "config", "config.uuid", "config.instanceUuid",
+                            "ansible_product_uuid", "group_names"))
 
 
 def provider_module(provider):
@@ -354,20 +360,46 @@ class ActionModule(ActionBase):
 
     def _check_request(self, kind, raw, host, task_vars):
         provider = raw.get("provider")
+        inferred = {}
         if kind == "settle":
             # The record says which provider and VM: check it first, for the clearest message.
             probe = dict(raw)
             self._check_settle(probe, host)
             provider, raw["vm"] = probe["provider"], probe["vm"]
+            # The same endpoint as the snapshot step (e.g. the libvirt inventory plugin's ansible_libvirt_uri).
+            inferred = resolve_target(host, self._inventory_vars(task_vars), provider, raw["vm"]).connection
+        else:
+            # Which VM the host is: explicit variables, else what its inventory plugin or its facts say.
+            target = resolve_target(host, self._inventory_vars(task_vars), provider or "", raw.get("vm") or "",
+                                    self._templar.template(task_vars.get("prechange_vm_match") or ""))
+            provider, raw["vm"], inferred = target.provider, target.vm, target.connection
+            raw.update(vm_match=target.match, product_uuid=target.product_uuid, vm_source=target.source)
         if provider not in PROVIDERS:
             raise _bad(host, "the provider is '%s'" % (provider or ""),
-                       "Set prechange_provider to one of %s for host %s" % (", ".join(sorted(PROVIDERS)), host))
+                       "Set prechange_provider to one of %s for host %s (or use an inventory plugin whose host "
+                       "variables name it, see the playbooks' README)" % (", ".join(sorted(PROVIDERS)), host))
         vm = str(raw.get("vm") or "").strip()
         if not vm and kind != "prune":
             raise _bad(host, "no VM is named", "Set prechange_vm (default: the inventory hostname)")
-        request = dict(raw, provider=provider, vm=vm, connection=self._connection_vars(provider, task_vars))
+        connection = dict(inferred)
+        connection.update(self._connection_vars(provider, task_vars))  # prechange_<provider>_<option> wins
+        request = dict(raw, provider=provider, vm=vm, connection=connection)
         getattr(self, "_check_" + kind)(request, host)
         return request
+
+    def _inventory_vars(self, task_vars):
+        """The host variables inventory plugins set that say which VM a host is (see _inventory.py), templated."""
+        found = {}
+        for name in task_vars:
+            if name in INVENTORY_VARS or name.endswith(("vmid", "node", "vmtype")):
+                try:
+                    found[name] = self._templar.template(task_vars[name])
+                except AnsibleError:
+                    continue  # a user's own variable of that name that does not render is no plugin's
+        facts = task_vars.get("ansible_facts")
+        if isinstance(facts, dict) and facts.get("product_uuid") is not None:
+            found["ansible_facts"] = {"product_uuid": self._templar.template(facts["product_uuid"])}
+        return found
 
     def _connection_vars(self, provider, task_vars):
         """``prechange_<provider>_<option>`` variables, templated, as module option names."""
@@ -608,7 +640,8 @@ class ActionModule(ActionBase):
         vm = mine.get("vm") or {}
         if kind == "snapshot":
             return {"record": {
-                "provider": request.get("provider"), "vm": request.get("vm"), "vm_name": vm.get("name"),
+                "provider": request.get("provider"), "vm": mine.get("vm_ref") or request.get("vm"),
+                "vm_name": vm.get("name"),
                 "vm_id": vm.get("id"), "power_state": mine.get("power_state"), "name": snap.get("name"),
                 "id": snap.get("id"), "created": snap.get("created"), "memory": snap.get("memory"),
                 "owner": owner or None, "run_id": owner.get("run") or run_id, "play_run_id": run_id,

@@ -226,6 +226,13 @@ class LibvirtBackend(SnapshotBackend):
         except libvirt.libvirtError as error:
             raise self._translate(error)
 
+    def endpoint(self):
+        return "at %s" % self.uri
+
+    def product_uuid_candidates(self):
+        # libvirt gives the guest its domain UUID as the SMBIOS system UUID (a <sysinfo> uuid must equal it).
+        return [(record.id, record) for record in self.list_vms()]
+
     def list_snapshots(self, vm):
         dom = vm.handle
         try:

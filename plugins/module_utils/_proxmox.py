@@ -29,6 +29,7 @@ import re
 import threading
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from ansible.module_utils.basic import env_fallback
@@ -338,6 +339,7 @@ class ProxmoxBackend(SnapshotBackend):
         # vmid -> the snapshot list create() just read, handed once to the engine's next list_snapshots().
         self._fresh_lists = {}
         self._resources_by_vmid = {}
+        self._nodes = None
         kwargs = dict(user=params.get("api_user"), timeout=params.get("api_timeout") or 30)
         if params.get("api_port"):
             kwargs["port"] = params["api_port"]
@@ -436,6 +438,12 @@ class ProxmoxBackend(SnapshotBackend):
                                  provider=self.provider, hint="Check 'vm'; nothing was changed")
             return self._record(matches[0])
         matches = [r for r in resources if r.get("name") == ref]
+        if not matches and ref in self._node_names():
+            raise VmNotFound("'%s' is a Proxmox VE node of the cluster, not a guest: it has no VM to snapshot" % ref,
+                             vm=ref, action=self._action, provider=self.provider,
+                             hint="Run the play on the guests only (hosts: proxmox_all_qemu:proxmox_all_lxc, or "
+                                  "-e maintenance_hosts='all:!proxmox_nodes'), or set exclude_nodes: true in the "
+                                  "inventory source; nothing was changed")
         if not matches:
             raise VmNotFound("no VM or container named '%s' exists in the cluster" % ref, vm=ref,
                              action=self._action,
@@ -452,6 +460,15 @@ class ProxmoxBackend(SnapshotBackend):
                                                        "node": r.get("node"), "name": r.get("name")}
                                                       for r in candidates]})
         return self._record(matches[0])
+
+    def _node_names(self):
+        """The cluster's node names (asked only when a name matches no guest)."""
+        if self._nodes is None:
+            try:
+                self._nodes = {item.get("node") for item in self._get("nodes")}
+            except Exception:  # pylint: disable=broad-except
+                self._nodes = set()  # only an improvement of a message: never an error of its own
+        return self._nodes
 
     def find_vm(self, ref):
         ref_text = str(ref).strip()
@@ -483,6 +500,28 @@ class ProxmoxBackend(SnapshotBackend):
     def list_vms(self):
         return [self._record(r) for r in sorted(self._resources(), key=lambda r: int(r["vmid"]))
                 if not r.get("template")]
+
+    def endpoint(self):
+        return "in the cluster at %s" % self.host
+
+    def product_uuid_candidates(self):
+        """The ``smbios1`` UUID of every QEMU VM (containers have no SMBIOS of their own).
+
+        PVE lists no VM's config in the cluster query, so this reads each VM's config, concurrently.
+        """
+        guests = [r for r in self._resources() if r.get("type") == QEMU and not r.get("template")]
+
+        def read(item):
+            try:
+                config = self._get("nodes/%s/qemu/%s/config" % (item["node"], item["vmid"]))
+            except Exception as error:  # pylint: disable=broad-except
+                raise self._translate(error, vm=item.get("name"))
+            return split_props("," + str(config.get("smbios1") or ""))[1].get("uuid"), self._record(item)
+
+        if len(guests) < 2:
+            return [read(item) for item in guests]
+        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(guests))) as pool:
+            return list(pool.map(read, guests))
 
     def list_snapshots(self, vm):
         fresh = self._fresh_lists.pop(vm.id, None)

@@ -226,7 +226,7 @@ def batch_stops(records, batch, max_fail_percentage, fail_reverted=True):
 
     A host fails when its outcome is an error or a refusal, or a revert while reverted hosts fail.
     """
-    batch = [host for host in batch]
+    batch = list(batch)
     if not batch:
         return False
     failing = {"error", "refused"} | ({"reverted"} if fail_reverted else set())

@@ -229,6 +229,16 @@ class SnapshotBackend(abc.ABC):
         """Every VM on the endpoint (for info across all VMs)."""
         raise InvalidRequest("listing every VM is not supported by this provider; name the VM with 'vm'")
 
+    def endpoint(self):
+        """Where the VMs are, for messages: 'at qemu:///system', 'on vcenter.example.com', ..."""
+        return "on this %s endpoint" % self.provider
+
+    def product_uuid_candidates(self):
+        """``[(SMBIOS UUID the guest sees, VmRecord), ...]`` for every VM of the endpoint, in one query where
+        the API allows. ``find_vms`` resolves the chosen record's ``id`` again for the full record."""
+        raise InvalidRequest("finding a VM by its SMBIOS UUID is not supported by this provider",
+                             hint="Name the VM with prechange_vm")
+
     @abc.abstractmethod
     def list_snapshots(self, vm):
         """Every snapshot of the VM, the whole tree, as ``Snapshot`` records."""

@@ -631,6 +631,23 @@ class VmwareBackend(SnapshotBackend):
         records.sort(key=lambda r: (r.name or "", r.id))
         return records
 
+    def endpoint(self):
+        return self._where().strip()
+
+    def product_uuid_candidates(self):
+        """The BIOS UUID (config.uuid) of every VM in the datacenter / folder scope: one query per container."""
+        pairs, seen = [], set()
+        for container in self._search_scope():
+            rows = self._sdk(lambda c=container: self._view_properties(
+                c, vim.VirtualMachine, ["name", "config.uuid", "config.template"]))
+            for obj, props in rows:
+                if _moid(obj) in seen or props.get("config.template"):
+                    continue
+                seen.add(_moid(obj))
+                pairs.append((props.get("config.uuid"),
+                              VmRecord(name=props.get("name"), id=_moid(obj), power_state="unknown", handle=obj)))
+        return pairs
+
     def _list_scope(self):
         cluster = self.params.get("cluster")
         if not cluster:

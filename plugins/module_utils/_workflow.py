@@ -27,6 +27,7 @@ mutating method.
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +41,9 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._errors import
     PrecheckFailed,
     SnapshotError,
     SnapshotNotFound,
+    VmNotFound,
 )
+from ansible_collections.prechange.snapshots.plugins.module_utils._inventory import match_product_uuid
 from ansible_collections.prechange.snapshots.plugins.module_utils._marker import (
     PENDING,
     is_expired,
@@ -513,6 +516,49 @@ def begin_request(request, run_id, holder):
         check_only=bool(request.get("check_only")))
 
 
+def resolve_vms(backend, items):
+    """Each host's VM: ``{host: VmRecord or SnapshotError}``, with one lookup per endpoint.
+
+    A request names its VM (``vm``) and says how to match it (``vm_match``, see ``_inventory``):
+    ``name`` looks ``vm`` up as the provider does (name or id); ``product_uuid`` finds the VM whose SMBIOS
+    UUID is the host's ``product_uuid``; ``auto`` does the first, and the second only for a host whose
+    ``vm`` matches no VM at all. All SMBIOS UUIDs of the endpoint are read once, and only when needed.
+    """
+    by_name = [request["vm"] for _host, request in items if request.get("vm_match") != "product_uuid"]
+    found = backend.find_vms(list(dict.fromkeys(by_name))) if by_name else {}
+    resolved, by_uuid = {}, []
+    for host, request in items:
+        mode = request.get("vm_match") or "name"
+        named = found.get(request["vm"])
+        by_name_failed = isinstance(named, VmNotFound)
+        if mode == "product_uuid" or (mode == "auto" and request.get("product_uuid") and by_name_failed):
+            by_uuid.append((host, request))
+        else:
+            resolved[host] = named
+    if not by_uuid:
+        return resolved
+    try:
+        candidates = backend.product_uuid_candidates()
+    except SnapshotError as error:
+        for host, _request in by_uuid:
+            resolved[host] = copy.copy(error)
+        return resolved
+    chosen = {}
+    for host, request in by_uuid:
+        try:
+            chosen[host] = match_product_uuid(host, request.get("product_uuid"), candidates, backend.endpoint())
+        except SnapshotError as error:
+            if request.get("vm_match") == "auto":
+                error.reason = "no VM is named '%s', and %s" % (request["vm"], error.reason)
+            resolved[host] = error
+    records = backend.find_vms(list(dict.fromkeys(vm.id for vm in chosen.values()))) if chosen else {}
+    for host, vm in chosen.items():
+        resolved[host] = records[vm.id]
+        if not isinstance(resolved[host], SnapshotError):
+            resolved[host].extra["matched_by"] = "product_uuid"
+    return resolved
+
+
 def run_group(backend, items, kind, check_mode, run_id=None, holder=None, now=None):
     """Run one kind of step for every host of one endpoint through one backend session.
 
@@ -520,19 +566,23 @@ def run_group(backend, items, kind, check_mode, run_id=None, holder=None, now=No
     stops the others; each failure carries the engine's own message.
     """
     now = now or utcnow()
-    found = backend.find_vms([request["vm"] for _host, request in items])
+    found = resolve_vms(backend, items)
     results = {}
 
     def one(item):
         host, request = item
-        vm = found.get(request["vm"])
+        vm = found.get(host)
         verb = verb_for(kind, request)
         snapshot_name = request.get("name") or (request.get("record") or {}).get("name") or \
             request.get("snapshot_name")
         if isinstance(vm, SnapshotError):
             return host, failure(vm, verb, request["vm"], snapshot_name, backend.provider)
         try:
-            return host, _one(backend, vm, request, kind, check_mode, run_id, holder, now)
+            result = _one(backend, vm, request, kind, check_mode, run_id, holder, now)
+            if vm.extra.get("matched_by") == "product_uuid":
+                # Found by the host's SMBIOS UUID: later steps (revert, delete) name the VM by its id.
+                result["vm_ref"] = vm.id
+            return host, result
         except SnapshotError as error:
             return host, failure(error, verb, vm.name, snapshot_name, backend.provider)
         except Exception as error:  # pylint: disable=broad-except
@@ -620,21 +670,18 @@ def prune_group(backend, items, check_mode, now=None):
     """
     now = now or utcnow()
     results = {}
-    by_ref = {}
-    for host, request in items:
-        by_ref.setdefault(request["vm"], []).append(host)
     sweep = any(request.get("scope") == "endpoint" for _h, request in items)
-    found = backend.find_vms(list(by_ref))
+    found = resolve_vms(backend, items)
     first = items[0][0]
     others = []
-    targets = []
-    for ref, hosts in by_ref.items():
-        vm = found.get(ref)
+    by_vm = {}
+    for host, request in items:
+        vm = found.get(host)
         if isinstance(vm, SnapshotError):
-            for host in hosts:
-                results[host] = failure(vm, "prune", ref, None, backend.provider)
+            results[host] = failure(vm, "prune", request["vm"], None, backend.provider)
             continue
-        targets.append((vm, hosts))
+        by_vm.setdefault(vm.id, (vm, []))[1].append(host)
+    targets = list(by_vm.values())
     if sweep:
         known = {vm.id for vm, _hosts in targets}
         targets += [(vm, None) for vm in backend.list_vms() if vm.id not in known]

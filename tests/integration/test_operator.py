@@ -77,7 +77,7 @@ def delete_run(window, run_id):
 
 
 def test_a_dry_run_predicts_the_real_run_on_libvirt(tmp_path, libvirtd, errs_guest):
-    backend = libvirt_backend(libvirtd, [errs_guest("blank") for _ in range(3)])
+    backend = libvirt_backend(libvirtd, [errs_guest("blank"), errs_guest("blank"), errs_guest("blank")])
     hosts = {"h%d" % (i + 1): vm for i, vm in enumerate(backend.vms)}
     hosts["ghost"] = "pcstest-errs-no-such-vm"
     window = Window(tmp_path, backend, hosts)

@@ -16,7 +16,7 @@ import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 # A Python CLI piped into a reader that stops early (head, grep -m, sed q).
-EARLY_CLOSE = re.compile(r"\b(ansible[-\w]*|python3?|pip)\b[^|\n]*\|\s*(head\b|grep -m|sed -n '?\d+q)")
+EARLY_CLOSE = re.compile(r"(^|\$\(|[;&|]\s*)\s*(\S*/)?(ansible[-\w]*|python3?|pip)\s[^|\n]*\|\s*(head\b|grep -m|sed -n '?\d+q)")
 
 
 def test_no_script_closes_the_pipe_of_a_python_cli_early():
