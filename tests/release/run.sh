@@ -124,7 +124,7 @@ changelog_release_dry_run() {
   local copy=$work/changelog/ansible_collections/prechange/snapshots
   mkdir -p "$copy" || return 1
   git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$copy" || return 1
-  (cd "$copy" && ANSIBLE_COLLECTIONS_PATH=$work/changelog PATH="$tools/bin:$PATH" \
+  (cd "$copy" && HOME=$work/changelog ANSIBLE_COLLECTIONS_PATH=$work/changelog PATH="$tools/bin:$PATH" \
     "$tools/bin/antsibull-changelog" release --version "$version" --date 2000-01-01) || return 1
   "$tools/bin/python" - "$copy/CHANGELOG.rst" "$version" <<'PY'
 import glob, os, re, sys
@@ -228,7 +228,10 @@ check ee-bindep-table "$tools/bin/python" "$here/check_bindep.py" meta/ee-bindep
 # --- galaxy-importer ----------------------------------------------------------------------------
 galaxy_importer_like_hub() {
   local log=$work/galaxy-importer.log
-  (cd "$work" && GALAXY_IMPORTER_CONFIG=$here/galaxy-importer.cfg PATH="$tools/bin:$PATH" \
+  # A HOME of its own: ansible-lint would otherwise resolve the collection's roles from any other copy
+  # in ~/.ansible/collections (it puts that path first), not from the artifact under test.
+  mkdir -p "$work/importer-home"
+  (cd "$work" && HOME=$work/importer-home GALAXY_IMPORTER_CONFIG=$here/galaxy-importer.cfg PATH="$tools/bin:$PATH" \
     ANSIBLE_LOCAL_TEMP=$work/ansible-tmp "$tools/bin/python" -m galaxy_importer.main "$artifact") > "$log" 2>&1
   local rc=$?
   grep -E '^(Importing with|Getting doc strings|Linting collection via|\.\.\.ansible-lint run complete|Collection loading complete|Importer processing completed successfully)' "$log"
