@@ -172,8 +172,8 @@ class ActionModule(ActionBase):
         workflow_job = task_vars.get("awx_workflow_job_id") or task_vars.get("tower_workflow_job_id")
         run = {"run_id": wanted or ("awx-wf-%s" % workflow_job if workflow_job else new_run_id()),
                "holder": "%s:%s:%s" % (default_creator(), os.getppid(), secrets.token_hex(3))}
-        display.display("prechange run %s (an interrupted run resumes with -e prechange_run_id=%s)"
-                        % (run["run_id"], run["run_id"]))
+        display.display("prechange run %s (if it is interrupted, resume it with -e prechange_run_id=%s "
+                        "-e snapshot_takeover=true once it no longer runs)" % (run["run_id"], run["run_id"]))
         return {"changed": False, "run_id": run["run_id"], "ansible_facts": {"prechange_run": run}}
 
     # --- report: the run report, from every host's facts -----------------------------------------------
@@ -215,6 +215,8 @@ class ActionModule(ActionBase):
         stops = batch_stops(records, batch, args.get("max_fail_percentage"),
                             boolean(args.get("fail_reverted", True), strict=False))
         records += [not_reached_record(host, "stopped" if stops else "waiting") for host in later]
+        # Hosts of this run that this play does not name (a resume with --limit) keep their records.
+        records += [record for host, record in earlier.items() if host not in hosts]
         report = build_report(kind, run_id, check_mode, isoformat(utcnow()), socket.gethostname(), records,
                               inventory=task_vars.get("ansible_inventory_sources") or ())
         self._write_report(report, path)
@@ -245,7 +247,8 @@ class ActionModule(ActionBase):
     @staticmethod
     def _counts(report):
         s = report["summary"]
-        text = "%d hosts: %d ok, %d reverted, %d refused, %d error" % (s["hosts"], s["ok"], s["reverted"], s["refused"], s["error"])
+        text = "%d hosts: %d ok, %d reverted, %d refused, %d error" % (
+            s["hosts"], s["ok"], s["reverted"], s["refused"], s["error"])
         if report["check_mode"]:
             text += ", %d would run (check mode: nothing was changed)" % s["check"]
         text += ", %d not reached (%d stopped, %d in later batches); %d snapshots left on the platform" % (
@@ -309,6 +312,7 @@ class ActionModule(ActionBase):
                 records.append(earlier[host])
             else:
                 records.append(not_reached_record(host, "waiting"))
+        records += [record for host, record in earlier.items() if host not in hosts]
         report = build_report("maintenance", run_id, bool(self._task.check_mode), isoformat(utcnow()),
                               socket.gethostname(), records, running=True,
                               inventory=task_vars.get("ansible_inventory_sources") or ())
@@ -589,8 +593,8 @@ class ActionModule(ActionBase):
         def everyone_fails(error):
             # One error for the whole endpoint (a refused login, an unreachable API): each host's copy
             # names its own action, VM and snapshot, as the module would.
-            return {host: failure(copy.copy(error), verb_for(kind, request), request["vm"],
-                                  request.get("name") or (request.get("record") or {}).get("name") or request.get("snapshot_name"),
+            return {host: failure(copy.copy(error), verb_for(kind, request), request["vm"], request.get("name") or
+                                  (request.get("record") or {}).get("name") or request.get("snapshot_name"),
                                   provider) for host, request in items}
 
         module = provider_module(provider)

@@ -286,6 +286,12 @@ def next_steps(kind, run_id, records, inventory=(), check_mode=False):
         steps.append({"what": "These hosts' snapshots wait for a verdict: revert to them (or accept the change with "
                               "-e revert_action=release)", "hosts": pending,
                       "command": "ansible-playbook prechange.snapshots.revert%s%s%s" % (inv, run, limit(pending))})
+        if kind == "maintenance":
+            # The interrupted run's lease is still live: the resumed run takes it over (same run id only).
+            steps.append({"what": "Or, once this run no longer runs, resume it on them: the same snapshots are "
+                                  "adopted, never made twice", "hosts": pending,
+                          "command": "ansible-playbook prechange.snapshots.maintenance%s%s -e snapshot_takeover=true%s"
+                          % (inv, run, limit(pending))})
     failed = hosts_of("refused", "error", predicate=lambda r: not r["left"])
     if failed and kind != "maintenance":
         steps.append({"what": "Fix the cause shown for these hosts, then run the %s again" % kind, "hosts": failed,

@@ -163,10 +163,13 @@ def plan_begin(snapshots, request, now=None, free_bytes=None):
     held = [s for s in pending if lease_live(s.owner, now) and not this_run(s.owner)]
     if held:
         snap = held[0]
+        same_run = snap.owner.get("run") == request.run_id
         return Plan("refuse", error=RunConflict(
             "the VM is held by maintenance %s until %s: its snapshot '%s' (id %s) is waiting for that run's "
             "verdict" % (_who(snap.owner), snap.owner.get("lease"), snap.name, snap.id),
-            hint="Let that run finish, or wait until its lease ends; nothing was changed",
+            hint=("This is the same run, started by another ansible-playbook (%s): if that one was interrupted and no "
+                  "longer runs, resume with -e snapshot_takeover=true; nothing was changed" % snap.owner.get("holder")
+                  if same_run else "Let that run finish, or wait until its lease ends; nothing was changed"),
             details={"holder_run": snap.owner.get("run"), "holder_ticket": snap.owner.get("ticket"),
                      "lease": snap.owner.get("lease"), "held_snapshot": snap.name}))
 

@@ -210,6 +210,8 @@ def test_an_interrupted_run_leaves_a_report_and_the_way_to_resume(tmp_path, pve)
               "  ansible.builtin.command: sleep 60\n"
               "  changed_when: true\n")
     window = Window(tmp_path, backend, {"h1": 100, "h2": 101}, change=change)
+    (tmp_path / "quick.yml").write_text("- name: My change | quick this time\n  ansible.builtin.command: 'true'\n"
+                                        "  changed_when: true\n")
     cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "prechange.snapshots.maintenance",
            "-i", str(window.inventory)]
     proc = subprocess.Popen(cmd, env=ansible_env({"PRECHANGE_REPORT_DIR": str(window.reports)}),
@@ -231,7 +233,7 @@ def test_an_interrupted_run_leaves_a_report_and_the_way_to_resume(tmp_path, pve)
     try:
         assert proc.returncode != 0
         # The resume command was printed at the start; the report names what the run made.
-        assert "an interrupted run resumes with -e prechange_run_id=%s" % run_id in output
+        assert "resume it with -e prechange_run_id=%s -e snapshot_takeover=true" % run_id in output
         assert report["status"] == "running" and "interrupted" in report["note"]
         assert outcomes(report) == {"h1": "error", "h2": "error"}
         assert {i["host"]: i["phase"] for i in report["left_on_platform"]} == {"h1": "pending", "h2": "pending"}
@@ -239,5 +241,19 @@ def test_an_interrupted_run_leaves_a_report_and_the_way_to_resume(tmp_path, pve)
         assert all("prechange-" + run_id in names for names in on_platform.values())
         assert any(s["command"].endswith("-e prechange_run_id=%s --limit h1,h2" % run_id)
                    and "prechange.snapshots.revert" in s["command"] for s in report["next"])
+        resume = [s["command"] for s in report["next"] if "prechange.snapshots.maintenance" in s["command"]]
+        assert resume == ["ansible-playbook prechange.snapshots.maintenance -i %s -e prechange_run_id=%s "
+                          "-e snapshot_takeover=true --limit h1,h2" % (window.inventory, run_id)]
+        # The printed resume command works at once (the interrupted run's lease is still live): it adopts
+        # the snapshots, settles them and the report keeps every host.
+        resumed = run_playbook("prechange.snapshots.maintenance", {"prechange_run_id": run_id,
+                                                                   "snapshot_takeover": True,
+                                                                   "guard_change_tasks": str(tmp_path / "quick.yml")},
+                               inventory=str(window.inventory), env={"PRECHANGE_REPORT_DIR": str(window.reports)})
+        final = window.report()
+        assert resumed.returncode == 0, resumed.stdout[-3000:]
+        assert outcomes(final) == {"h1": "ok", "h2": "ok"} and final["status"] == "ok", final
+        assert all(r["snapshot"]["action"] == "adopted" for r in final["hosts"]), final["hosts"]
+        assert not [n for names in window.snapshots().values() for n in names if n == "prechange-" + run_id]
     finally:
         delete_run(window, run_id)

@@ -149,6 +149,17 @@ for kind, want in (("Modules", modules), ("Roles", roles)):
     got = listed(kind)
     if sorted(got) != want:
         problems.append("New %s lists %s, expected each of %s once" % (kind, got, want))
+# Every documented plugin (modules, callbacks, ...) new in this release is listed exactly once.
+for path in sorted(glob.glob("plugins/*/*.py")):
+    source = open(path).read()
+    added = re.search(r"^version_added: ['\"]?([0-9.]+)", source, re.M)
+    if "DOCUMENTATION" in source and added:
+        name = os.path.basename(path)[:-3]
+        count = len(re.findall(r"^- prechange\.snapshots\.%s - " % name, text, re.M))
+        if added.group(1) == version and count != 1:
+            problems.append("%s (version_added %s) is listed %d times" % (path, version, count))
+        elif version == "1.0.0" and added.group(1) != version:
+            problems.append("%s has version_added %s in the first release" % (path, added.group(1)))
 # New content is listed from version_added; an entry that announces it too lists it twice.
 for line in re.findall(r"^- .*\bnew (?:modules?|roles?|plugins?)\b.*$", text, re.M | re.I):
     problems.append("announced in an entry as well as in the generated listing: %s" % line[:100])

@@ -86,7 +86,8 @@ def test_what_is_left_on_the_platform_adds_up():
     whole = report.build("maintenance", "r1", False, "now", "ctl", [reverted, kept, deleted, pending],
                          inventory=["/inv/hosts.yml"])
     assert whole["summary"]["left_on_platform"] == 3
-    assert {(i["host"], i["phase"]) for i in whole["left_on_platform"]} == {("h1", "reverted"), ("h2", "kept"), ("h4", "pending")}
+    assert {(i["host"], i["phase"]) for i in whole["left_on_platform"]} == {
+        ("h1", "reverted"), ("h2", "kept"), ("h4", "pending")}
     assert whole["status"] == "error"
     commands = {step["command"] for step in whole["next"]}
     assert ("ansible-playbook prechange.snapshots.revert -i /inv/hosts.yml -e prechange_run_id=r1 "
