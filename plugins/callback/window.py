@@ -75,7 +75,8 @@ EXAMPLES = r"""
   serial: 2
   tasks:
     - name: Upgrade the app
-      ansible.builtin.include_tasks: upgrade.yml
+      ansible.builtin.command: /usr/local/bin/upgrade-app
+      changed_when: true
       vars:
         prechange_stage: change
 """
