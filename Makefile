@@ -1,6 +1,10 @@
 # Common commands. Everything real lives in the scripts these call.
 .PHONY: test unit molecule sanity lint demo clean build
 
+# The test command's virtualenv (tests/run.sh makes it); its ansible-galaxy when there is one, else PATH's.
+VENV ?= .venv
+ANSIBLE_GALAXY ?= $(if $(wildcard $(VENV)/bin/ansible-galaxy),$(VENV)/bin/ansible-galaxy,ansible-galaxy)
+
 test:            ## Everything, as CI runs it (installs what it needs; run as root)
 	bash tests/run.sh
 
@@ -22,7 +26,7 @@ demo:            ## The main job: the maintenance workflow on a local libvirtd i
 	bash demo/run.sh
 
 build:           ## Build the collection artifact into build/dist
-	ansible-galaxy collection build --output-path build/dist --force
+	$(ANSIBLE_GALAXY) collection build --output-path build/dist --force
 
 clean:
 	rm -rf build tests/output .pytest_cache

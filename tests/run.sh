@@ -3,7 +3,9 @@
 # (apt packages, a virtualenv, libvirtd+QEMU, the vCenter simulator, fakepve), then runs the
 # unit, provider, integration and workflow tests against those real backends and, beside them in
 # the background, the static stages: ansible-test sanity, ansible-lint (production profile), the
-# changelog lint, the docs (lint and site) and a build. Each stage's result and wall time are in the summary.
+# changelog lint, the docs (lint and site), a build and the release checks (tests/release/run.sh: the
+# artifact, the execution environment, galaxy-importer as Automation Hub). Each stage's result and wall
+# time are in the summary.
 #
 #   bash tests/run.sh            everything
 #   bash tests/run.sh -k libvirt extra pytest arguments narrow the pytest stage
@@ -11,6 +13,7 @@
 #                                                  scenarios / the static stages while iterating
 #   SKIP_DOCS=1                                    skip the docs stage (lint and site) of the static stages
 #   SKIP_CORES=1                                   skip the ansible-core matrix (tests/cores)
+#   SKIP_RELEASE=1                                 skip the release checks (tests/release/run.sh) of the static stages
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo" || exit 1
@@ -86,6 +89,10 @@ static_stages() {
       stage "docs: antsibull-docs lint-collection-docs and the docs site" bash tests/docs/run.sh
     fi
     stage "collection build" bash -c 'rm -rf build/dist && ansible-galaxy collection build --output-path build/dist --force >/dev/null'
+    if [ -z "${SKIP_RELEASE:-}" ]; then
+      stage "release: the artifact, the execution environment, galaxy-importer (tests/release)" \
+        env PRECHANGE_VENV="$venv" bash tests/release/run.sh
+    fi
   fi
 }
 

@@ -594,8 +594,8 @@ class ActionModule(ActionBase):
         def everyone_fails(error):
             # One error for the whole endpoint (a refused login, an unreachable API): each host's copy
             # names its own action, VM and snapshot, as the module would.
-            return {host: failure(copy.copy(error), verb_for(kind, request), request["vm"], request.get("name") or
-                                  (request.get("record") or {}).get("name") or request.get("snapshot_name"),
+            return {host: failure(copy.copy(error), verb_for(kind, request), request["vm"],
+                                  request.get("name") or (request.get("record") or {}).get("name") or request.get("snapshot_name"),
                                   provider) for host, request in items}
 
         module = provider_module(provider)

@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 name: window
 type: stdout
 short_description: A live view of a maintenance window, and a summary that says what to do next
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - A stdout callback for the maintenance playbooks of C(prechange.snapshots) (and any play whose tasks set
     the task variable C(prechange_stage)). It is the default output callback with a compact view of the window
@@ -75,7 +75,8 @@ EXAMPLES = r"""
   serial: 2
   tasks:
     - name: Upgrade the app
-      ansible.builtin.include_tasks: upgrade.yml
+      ansible.builtin.command: /usr/local/bin/upgrade-app
+      changed_when: true
       vars:
         prechange_stage: change
 """

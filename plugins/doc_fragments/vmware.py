@@ -41,6 +41,18 @@ options:
       - Set V(false) only for lab systems with self-signed certificates.
     type: bool
     default: true
+  proxy_host:
+    description:
+      - The host name or IP address of an HTTP proxy that relays every request to O(hostname) (HTTP
+        CONNECT; TLS stays end to end, so O(validate_certs) still applies to the vSphere endpoint).
+      - If not set, the value of the E(VMWARE_PROXY_HOST) environment variable is used, as in
+        community.vmware and vmware.vmware.
+    type: str
+  proxy_port:
+    description:
+      - The port of the HTTP proxy in O(proxy_host), default V(80). Setting it without O(proxy_host) is an error.
+      - If not set, the value of the E(VMWARE_PROXY_PORT) environment variable is used.
+    type: int
   datacenter:
     description:
       - The datacenter to look for VMs in, by name or inventory path (V(DC1), V(Europe/DC1)).

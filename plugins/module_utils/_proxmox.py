@@ -226,8 +226,7 @@ def zfs_newer_snapshots(kind, config, storages, snapshots, target):
                  for _key, volume, _props in guest_volumes(kind, config))
     if not on_zfs or target.created is None:
         return []
-    return sorted(s.name for s in snapshots if s.name != target.name and s.created is not None
-                  and s.created > target.created)
+    return sorted(s.name for s in snapshots if s.name != target.name and s.created is not None and s.created > target.created)
 
 
 def lock_name(text):
@@ -277,8 +276,7 @@ def task_failure_text(status, log_lines):
     """The error text of a failed task: its exit status, with the log lines that explain it."""
     exitstatus = str(status.get("exitstatus") or status.get("status") or "unknown")
     lines = [str(line.get("t", "")) if isinstance(line, dict) else str(line) for line in log_lines or []]
-    detail = [line for line in lines if line and line != "TASK ERROR: " + exitstatus and line != exitstatus
-              and not line.startswith("TASK ")]
+    detail = [line for line in lines if line and line not in ("TASK ERROR: " + exitstatus, exitstatus) and not line.startswith("TASK ")]
     # The last few lines before the error are what PVE's GUI shows; keep them short.
     if detail:
         return "%s (task log: %s)" % (exitstatus, " | ".join(detail[-5:]))

@@ -203,8 +203,8 @@ def host_record(host, facts, check_mode=False):
         "left": left,
         "timeline": _timeline(facts, snap_call, settle_call, bool(record) and not snap_run.get("failed"),
                               bool(settle_run) and not settle_run.get("failed")),
-        "warnings": list(_get(facts, "snapshot_warnings", default=[]) or snap_run.get("warnings") or [])
-        + list((summary or {}).get("warnings") or []),
+        "warnings": (list(_get(facts, "snapshot_warnings", default=[]) or snap_run.get("warnings") or [])
+                     + list((summary or {}).get("warnings") or [])),
     }
 
 

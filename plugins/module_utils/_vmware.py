@@ -90,6 +90,8 @@ def connection_argument_spec():
                       fallback=(env_fallback, ["VMWARE_PASSWORD"])),
         port=dict(type="int", default=443, fallback=(env_fallback, ["VMWARE_PORT"])),
         validate_certs=dict(type="bool", default=True, fallback=(env_fallback, ["VMWARE_VALIDATE_CERTS"])),
+        proxy_host=dict(type="str", fallback=(env_fallback, ["VMWARE_PROXY_HOST"])),
+        proxy_port=dict(type="int", fallback=(env_fallback, ["VMWARE_PROXY_PORT"])),
     )
 
 
@@ -270,9 +272,17 @@ class VmwareBackend(SnapshotBackend):
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         where = "%s:%s" % (host, port)
+        proxy = {}
+        if p.get("proxy_host"):
+            # Every request, the API version probe included, goes through an HTTP CONNECT tunnel.
+            proxy = dict(httpProxyHost=p["proxy_host"], httpProxyPort=int(p.get("proxy_port") or 80))
+            where += " through the proxy %s:%s" % (proxy["httpProxyHost"], proxy["httpProxyPort"])
+        elif p.get("proxy_port"):
+            raise ConnectionFailed("proxy_port is set but proxy_host is not", provider=self.provider,
+                                   hint="Set 'proxy_host' (or VMWARE_PROXY_HOST) too, or unset 'proxy_port' (VMWARE_PROXY_PORT)")
         try:
             self.si = SmartConnect(host=host, port=int(port), user=p["username"], pwd=p["password"],
-                                   sslContext=context)
+                                   sslContext=context, **proxy)
         except vim.fault.InvalidLogin as error:
             raise ConnectionFailed("cannot log in to %s as %s: %s" % (where, p["username"], fault_text(error)),
                                    provider=self.provider,
@@ -286,7 +296,8 @@ class VmwareBackend(SnapshotBackend):
                                    provider=self.provider)
         except (OSError, socket.error) as error:
             raise ConnectionFailed("cannot reach %s: %s" % (where, error),
-                                   provider=self.provider, hint="Check 'hostname' and 'port'")
+                                   provider=self.provider,
+                                   hint="Check 'hostname' and 'port'" + (" and the proxy" if proxy else ""))
         except Exception as error:  # pylint: disable=broad-except
             # pyvmomi raises bare exceptions for an endpoint that is not vSphere at all.
             raise ConnectionFailed("cannot connect to %s: %s" % (where, error),

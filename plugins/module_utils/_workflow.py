@@ -156,9 +156,11 @@ def plan_begin(snapshots, request, now=None, free_bytes=None):
     """Decide, from the VM's snapshot tree alone, whether this run may take the VM."""
     now = now or utcnow()
     pending = [s for s in snapshots if s.owner and s.owner.get("phase") == PENDING]
-    held = [s for s in pending if lease_live(s.owner, now)
-            and not (s.owner.get("run") == request.run_id
-                     and (s.owner.get("holder") == request.holder or request.takeover))]
+
+    def this_run(owner):
+        return owner.get("run") == request.run_id and (owner.get("holder") == request.holder or request.takeover)
+
+    held = [s for s in pending if lease_live(s.owner, now) and not this_run(s.owner)]
     if held:
         snap = held[0]
         same_run = snap.owner.get("run") == request.run_id
@@ -265,8 +267,7 @@ def _back_off_if_raced(backend, vm, made, request, now):
     and keeps its snapshot, so at least one run backs off and none is left with two snapshots.
     """
     rivals = [s for s in backend.list_snapshots(vm)
-              if s.owner and s.owner.get("phase") == PENDING and lease_live(s.owner, now)
-              and s.owner.get("holder") != request.holder and s.id != made.id]
+              if s.owner and s.owner.get("phase") == PENDING and lease_live(s.owner, now) and s.owner.get("holder") != request.holder and s.id != made.id]
     if not rivals:
         return
     backend.delete(vm, made, False, request.timeout)
@@ -420,8 +421,7 @@ def find_run_snapshot(snapshots, run_id=None, name=None, vm=None, provider=None)
     if not run_id and not name:
         raise InvalidRequest("say which snapshot: a run id and/or a snapshot name",
                              hint="Set revert_or_prune_run_id and/or revert_or_prune_snapshot_name")
-    found = [s for s in snapshots if s.owner
-             and (not run_id or s.owner.get("run") == run_id) and (not name or s.name == name)]
+    found = [s for s in snapshots if s.owner and (not run_id or s.owner.get("run") == run_id) and (not name or s.name == name)]
     if len(found) != 1:
         raise (SnapshotNotFound if not found else AmbiguousSnapshot)(
             "%d snapshots of this collection match run '%s' name '%s' (%s); exactly one is needed"
@@ -533,8 +533,8 @@ def resolve_vms(backend, items):
     for host, request in items:
         mode = request.get("vm_match") or "name"
         named = found.get(request["vm"])
-        if mode == "product_uuid" or (mode == "auto" and request.get("product_uuid")
-                                      and isinstance(named, VmNotFound)):
+        by_name_failed = isinstance(named, VmNotFound)
+        if mode == "product_uuid" or (mode == "auto" and request.get("product_uuid") and by_name_failed):
             by_uuid.append((host, request))
         else:
             resolved[host] = named

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: libvirt_snapshot
 short_description: Create, delete or revert to a snapshot of a libvirt/KVM domain
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Takes, deletes or reverts to snapshots of libvirt domains, with the same options and results as
     the VMware and Proxmox modules of this collection.

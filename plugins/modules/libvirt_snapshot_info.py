@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: libvirt_snapshot_info
 short_description: List the snapshots of libvirt/KVM domains as tree-aware records
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Lists the snapshots of one domain, several, or every domain on the connection.
   - Each snapshot comes with its parent, children, whether it is current, its age and the collection's

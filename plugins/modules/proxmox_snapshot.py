@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: proxmox_snapshot
 short_description: Create, delete or roll back to a snapshot of a Proxmox VE VM or container
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Takes, deletes or rolls back to snapshots of Proxmox VE QEMU VMs and LXC containers, with the same
     options and results as the VMware and libvirt modules of this collection.

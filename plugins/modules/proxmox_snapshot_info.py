@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: proxmox_snapshot_info
 short_description: List the snapshots of Proxmox VE VMs and containers as tree-aware records
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Lists the snapshots of one guest, several, or every guest of the cluster (templates left out).
   - Guests are found with one C(/cluster/resources) query; QEMU VMs and LXC containers alike.

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: vmware_snapshot
 short_description: Create, delete, rename or revert to a snapshot of a VMware vSphere VM
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Takes, deletes, renames or reverts to snapshots of vSphere VMs through vCenter or ESXi, with the same
     options and results as the libvirt and Proxmox modules of this collection.

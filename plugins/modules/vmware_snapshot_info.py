@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: vmware_snapshot_info
 short_description: List the snapshots of VMware vSphere VMs as tree-aware records
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Lists the snapshots of one VM, several, or every VM under a datacenter, folder or cluster (or the whole
     vCenter), reading every VM's snapshot tree in one property-collector query.

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: workflow
 short_description: The roles' snapshot, verdict, revert and prune calls, one per endpoint, on the controller
-version_added: 0.2.0
+version_added: 1.0.0
 description:
   - The call the C(snapshot) and C(revert_or_prune) roles make. Most users want those roles, or the
     C(guard) role, rather than this action.

@@ -113,8 +113,8 @@ def same_python(path, executable=None):
     executable = executable or sys.executable
     if not path or not os.path.isabs(path) or not os.path.exists(path):
         return False
-    return (os.path.dirname(os.path.abspath(path)) == os.path.dirname(os.path.abspath(executable))
-            and os.path.realpath(path) == os.path.realpath(executable))
+    same_dir = os.path.dirname(os.path.abspath(path)) == os.path.dirname(os.path.abspath(executable))
+    return same_dir and os.path.realpath(path) == os.path.realpath(executable)
 
 
 @contextmanager

@@ -123,6 +123,7 @@ log "initrd ($kver)"
 I="$WORK/initrd"
 mkdir -p "$I/bin" "$I/dev" "$I/proc" "$I/sys" "$I/modules" "$I/newroot"
 cp "$WORK/busybox/bin/busybox" "$I/bin/busybox"
+ln -s busybox "$I/bin/sh"   # the interpreter of init (#!/bin/sh)
 cp "$HERE/initrd-init" "$I/init"
 chmod 755 "$I/init"
 moddir="$WORK/kernel/lib/modules/$kver"

@@ -427,7 +427,8 @@ def test_connection_spec_has_community_vmware_fallbacks_and_no_log():
     assert spec["password"]["no_log"] is True
     assert {k: v["fallback"][1][0] for k, v in spec.items()} == {
         "hostname": "VMWARE_HOST", "username": "VMWARE_USER", "password": "VMWARE_PASSWORD",
-        "port": "VMWARE_PORT", "validate_certs": "VMWARE_VALIDATE_CERTS"}
+        "port": "VMWARE_PORT", "validate_certs": "VMWARE_VALIDATE_CERTS",
+        "proxy_host": "VMWARE_PROXY_HOST", "proxy_port": "VMWARE_PROXY_PORT"}
     assert spec["validate_certs"]["default"] is True
 
 
@@ -450,3 +451,58 @@ def test_create_reads_the_tree_with_the_finished_task_and_serves_it_once_more():
     assert snap.id == "snapshot-3" and snap.current
     assert [c[0] for c in log] == ["CreateSnapshot_Task", "query"] and log[1] == ("query", True)
     assert len(backend.list_snapshots(vm)) == 4
+
+
+# --- proxy (issue 11) ----------------------------------------------------------------------------
+
+
+class _RecordingConnect(object):
+    """Stands in for pyVim.connect.SmartConnect: records its keyword arguments."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, **kwargs):
+        self.calls.append(kwargs)
+        return SimpleNamespace(content=SimpleNamespace(), _stub=SimpleNamespace(poolSize=5))
+
+
+def _connect_params(**extra):
+    params = {"hostname": "vc.example.com", "port": 443, "username": "u", "password": "p", "validate_certs": False,
+              "state": "present"}
+    params.update(extra)
+    return params
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ({"proxy_host": "proxy.example.com", "proxy_port": 3128},
+     {"httpProxyHost": "proxy.example.com", "httpProxyPort": 3128}),
+    ({"proxy_host": "proxy.example.com"}, {"httpProxyHost": "proxy.example.com", "httpProxyPort": 80}),
+    ({}, {}),
+    ({"proxy_host": None, "proxy_port": None}, {}),
+])
+def test_proxy_options_reach_smartconnect(monkeypatch, extra, expected):
+    recorder = _RecordingConnect()
+    monkeypatch.setattr(_vmware, "SmartConnect", recorder)
+    _vmware.VmwareBackend(_connect_params(**extra))
+    (call,) = recorder.calls
+    assert {k: v for k, v in call.items() if k.startswith("httpProxy")} == expected
+    assert call["host"] == "vc.example.com" and call["port"] == 443
+
+
+def test_proxy_port_without_proxy_host_is_refused_before_connecting(monkeypatch):
+    recorder = _RecordingConnect()
+    monkeypatch.setattr(_vmware, "SmartConnect", recorder)
+    with pytest.raises(_vmware.ConnectionFailed) as caught:
+        _vmware.VmwareBackend(_connect_params(proxy_port=3128))
+    assert "proxy_host" in caught.value.reason and recorder.calls == []
+
+
+def test_unreachable_through_a_proxy_says_so(monkeypatch):
+    def refuse(**kwargs):
+        raise OSError("Tunnel connection failed: 502 Bad Gateway")
+    monkeypatch.setattr(_vmware, "SmartConnect", refuse)
+    with pytest.raises(_vmware.ConnectionFailed) as caught:
+        _vmware.VmwareBackend(_connect_params(proxy_host="proxy.example.com", proxy_port=3128))
+    assert "through the proxy proxy.example.com:3128" in caught.value.reason
+    assert "proxy" in caught.value.hint
