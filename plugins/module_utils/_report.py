@@ -420,7 +420,7 @@ def _change_cell(h, check_mode, kind="maintenance"):
     elif check_mode:
         text = "would run" + (" (%s)" % what if what else "")
     elif change["changed"] is None:
-        text = "ran (what it changed is not listed: your tasks can set patch_user_changes)"
+        text = "ran (changes not listed: see patch_user_changes)"
     else:
         text = what or ("changed" if change["changed"] else "nothing")
     if change["rebooted"]:
