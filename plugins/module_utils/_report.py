@@ -163,6 +163,7 @@ def host_record(host, facts, check_mode=False):
     else:
         left = None
     reverify = _get(facts, "revert_or_prune_reverify_passed", default=None)
+    snapshot_warnings = list(_get(facts, "snapshot_warnings", default=[]) or snap_run.get("warnings") or [])
     verify_passed = verdict.get("passed") if verdict.get("snapshot_id") == (record or {}).get("id") else None
     if check_mode:
         verify_passed = None  # a dry run never gives a verdict about a change that did not happen
@@ -203,8 +204,7 @@ def host_record(host, facts, check_mode=False):
         "left": left,
         "timeline": _timeline(facts, snap_call, settle_call, bool(record) and not snap_run.get("failed"),
                               bool(settle_run) and not settle_run.get("failed")),
-        "warnings": (list(_get(facts, "snapshot_warnings", default=[]) or snap_run.get("warnings") or [])
-                     + list((summary or {}).get("warnings") or [])),
+        "warnings": snapshot_warnings + list((summary or {}).get("warnings") or []),
     }
 
 

@@ -69,6 +69,10 @@ for line in lines:
     label = re.search(r"WARNING: undefined label: '([^']+)'", line)
     if label and not label.group(1).startswith("ansible_collections.prechange.snapshots."):
         continue
+    # ansible-core's own configuration variables (the callback's options inherited from the default
+    # callback) are documented on docs.ansible.com, reached through intersphinx too.
+    if re.search(r"'envvar' reference target not found: ANSIBLE_", line):
+        continue
     if line.strip():
         bad.append(line)
 for line in bad:

@@ -194,7 +194,11 @@ check ee-create ee_create
 ee_introspect() {
   # What the galaxy stage would install (the artifact stands in for Galaxy), then the context's
   # own introspection script, as the builder stage runs it.
-  "$tools/bin/ansible-galaxy" collection install --no-deps -p "$ee/collections" "$artifact" >/dev/null || return 1
+  # Only that directory: a copy already in the configured collections paths (the test command's own
+  # link to this checkout) must not make ansible-galaxy skip the install.
+  rm -rf "$ee/collections"
+  ANSIBLE_COLLECTIONS_PATH="$ee/collections" "$tools/bin/ansible-galaxy" collection install --force --no-deps \
+    -p "$ee/collections" "$artifact" >/dev/null || return 1
   "$tools/bin/python" "$ee/context/_build/scripts/introspect.py" introspect --sanitize \
     --write-pip "$ee/requirements.txt" --write-bindep "$ee/bindep.txt" "$ee/collections" || return 1
   local want
@@ -250,8 +254,10 @@ galaxy_importer_like_hub() {
     echo "galaxy-importer reported the lines above (full log: $log)" >&2
     return 1
   fi
-  [ $rc -eq 0 ] && grep -q '^Importer processing completed successfully' "$log" ||
-    { tail -20 "$log" >&2; return 1; }
+  if [ $rc -ne 0 ] || ! grep -q '^Importer processing completed successfully' "$log"; then
+    tail -20 "$log" >&2
+    return 1
+  fi
 }
 check galaxy-importer galaxy_importer_like_hub
 

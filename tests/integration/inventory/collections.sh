@@ -21,12 +21,14 @@ if [ -f "$dest/.complete" ]; then
   exit 0
 fi
 mkdir -p "$cache/wheels"
-wheel=$(ls "$cache/wheels"/ansible-"${ANSIBLE_PACKAGE#ansible==}"-*.whl 2>/dev/null | head -n1 || true)
+version=${ANSIBLE_PACKAGE#ansible==}
+wheel=$(find "$cache/wheels" -maxdepth 1 -name "ansible-$version-*.whl" -print -quit)
 if [ -z "$wheel" ]; then
   "$python" -m pip download -q --no-deps --only-binary :all: -d "$cache/wheels" "$ANSIBLE_PACKAGE" >&2
-  wheel=$(ls "$cache/wheels"/ansible-"${ANSIBLE_PACKAGE#ansible==}"-*.whl | head -n1)
+  wheel=$(find "$cache/wheels" -maxdepth 1 -name "ansible-$version-*.whl" -print -quit)
 fi
 rm -rf "$dest.tmp" && mkdir -p "$dest.tmp"
+# shellcheck disable=SC2086  # WANT is a list of name=version words
 "$python" - "$wheel" "$dest.tmp" $WANT <<'PY' >&2
 import json, sys, zipfile
 wheel, dest, wanted = sys.argv[1], sys.argv[2], dict(w.split("=") for w in sys.argv[3:])
