@@ -37,10 +37,12 @@ def test_a_wrong_playbook_variable_is_refused_first(playbook, variables, message
 
 
 def test_right_variables_pass_the_validation(tmp_path):
-    """Valid values pass; the run then stops at the role's own validation (this inventory has no provider)."""
+    """Valid values pass; the run then stops at the workflow's own check (this inventory has no provider)."""
     result = run_playbook("prechange.snapshots.revert", {"revert_or_prune_run_id": "20261122T021500Z-4f2a",
                                                          "revert_action": "release", "prechange_vm": 101},
                           check=True, env={"PRECHANGE_REPORT_DIR": str(tmp_path)})
     assert '"argument_spec_name": "revert", "name": "playbooks"' not in result.stdout, result.stdout
-    assert '"argument_spec_name": "lookup", "name": "revert_or_prune"' in result.stdout, result.stdout
-    assert "value of revert_or_prune_provider must be one of: libvirt, proxmox, vmware, got: " in result.stdout
+    assert ("Failed to find snapshots of VM '101': the provider is ''. Set prechange_provider to one of libvirt, "
+            "proxmox, vmware for host localhost") in result.stdout, result.stdout
+    # The revert playbook's report says the host was refused (bad input, nothing changed).
+    assert "localhost: refused: Failed to find snapshots of VM '101'" in result.stdout, result.stdout
