@@ -41,7 +41,7 @@ REPORT_FACTS = ("__snapshot_run", "__revert_or_prune_run", "snapshot_record", "r
                 "__verify_started", "verify_duration_seconds", "__prechange_settle_requested")
 STAGES = ("snapshot", "change", "verify", "revert_or_prune")
 ACTION_WORDS = {"reverted": "reverted", "deleted": "deleted", "kept": "kept", "released": "released",
-                "depends": "revert if the checks fail, else %s", "none": "none", "checked": "prechecks only"}
+                "none": "none", "checked": "prechecks only"}
 
 
 def _get(mapping, *path, default=None):

@@ -28,13 +28,15 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from conftest import (  # pylint: disable=import-error
-    COLLECTIONS,
-    REPO,
-    api_snapshots,
     ansible_env,
+    api_snapshots,
+    COLLECTIONS,
     new_run_id,
+    REPO,
     run_playbook,
+    _vsphere,
     vsphere_remove_snapshots,
+    _vsphere_vm,
 )
 
 MARKER = re.compile(r"\[prechange\.snapshots v1 [^\]]*\]")
@@ -224,36 +226,22 @@ def vmware_env(info, paths):
 
 
 def vm_uuids(info, names):
-    from pyVim.connect import Disconnect, SmartConnect  # pylint: disable=import-outside-toplevel
-    from pyVmomi import vim  # pylint: disable=import-outside-toplevel
-    si = SmartConnect(host=info["hostname"], port=int(info["port"]), user=info["username"], pwd=info["password"],
-                      disableSslCertValidation=True)
+    from pyVim.connect import Disconnect  # pylint: disable=import-outside-toplevel
+    si = _vsphere(info)
     try:
-        content = si.RetrieveContent()
-        view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
-        try:
-            return {vm.name: vm.config.uuid for vm in view.view if vm.name in names}
-        finally:
-            view.Destroy()
+        return {name: _vsphere_vm(si, name).config.uuid for name in names}
     finally:
         Disconnect(si)
 
 
 def set_vm_uuid(info, name, value):
     """vSphere lets a VM's BIOS UUID be set (ReconfigVM spec.uuid); vcsim applies it to config.uuid."""
-    from pyVim.connect import Disconnect, SmartConnect  # pylint: disable=import-outside-toplevel
+    from pyVim.connect import Disconnect  # pylint: disable=import-outside-toplevel
     from pyVim.task import WaitForTask  # pylint: disable=import-outside-toplevel
     from pyVmomi import vim  # pylint: disable=import-outside-toplevel
-    si = SmartConnect(host=info["hostname"], port=int(info["port"]), user=info["username"], pwd=info["password"],
-                      disableSslCertValidation=True)
+    si = _vsphere(info)
     try:
-        content = si.RetrieveContent()
-        view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
-        try:
-            machine = [vm for vm in view.view if vm.name == name][0]
-        finally:
-            view.Destroy()
-        WaitForTask(machine.ReconfigVM_Task(spec=vim.vm.ConfigSpec(uuid=value)), si=si)
+        WaitForTask(_vsphere_vm(si, name).ReconfigVM_Task(spec=vim.vm.ConfigSpec(uuid=value)), si=si)
     finally:
         Disconnect(si)
 
