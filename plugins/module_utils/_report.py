@@ -353,8 +353,7 @@ def status_line(report, path=None):
 def _action_text(record):
     action = record["action"]
     if action == "depends":
-        return "would revert if the checks fail, else %s" % {"delete": "delete", "keep": "keep"}.get(
-            record.get("if_passed") or "delete", record.get("if_passed") or "delete")
+        return "would revert if the checks fail, else %s" % (record.get("if_passed") or "delete")
     return ACTION_WORDS.get(action, action)
 
 
