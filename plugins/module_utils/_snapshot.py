@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import abc
 import fnmatch
+import re
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -197,6 +198,9 @@ class SnapshotBackend(abc.ABC):
     max_concurrency = 16
     supports_update = False  # re-describe an existing snapshot
     supports_rename = False
+    #: Whether the platform itself refuses a second snapshot of the same name on one VM (libvirt and
+    #: Proxmox do; vSphere does not, so a create that races another one is checked afterwards).
+    unique_names = True
 
     def __init__(self, params, warn=None):
         self.params = params
@@ -501,6 +505,10 @@ def _ensure_present(backend, vm, params, check_mode, snapshots, before):
             quiesced=request.quiesce, owner=request.marker)
         return Outcome(vm, True, "created", predicted, before=before, after=before + [request.name])
     created = backend.create(vm, request)
+    if not backend.unique_names:
+        kept = _keep_one_of_name(backend, vm, created, params.timeout)
+        if kept is not created:
+            return Outcome(vm, False, "exists", kept, before=before, after=before + [kept.name])
     if request.quiesce and created.quiesced is False:
         if request.strict:
             raise ProviderError(
@@ -510,6 +518,38 @@ def _ensure_present(backend, vm, params, check_mode, snapshots, before):
                      % (created.name, vm.name))
     # The new snapshot joins the tree; no second listing is needed to say so.
     return Outcome(vm, True, "created", created, before=before, after=before + [created.name])
+
+
+def creation_order(snapshot):
+    """Sort key that puts the snapshot made first first: its creation time, then its id's number
+    (vSphere numbers snapshot ids in creation order), then the id itself."""
+    digits = re.findall(r"\d+", str(snapshot.id or ""))
+    return (snapshot.created is None, snapshot.created or 0, int(digits[-1]) if digits else 0, str(snapshot.id))
+
+
+def _keep_one_of_name(backend, vm, created, timeout):
+    """On a platform that allows two snapshots of one name: after creating, make sure there is one.
+
+    Another call may have created the same name at the same moment (two tasks, two runs with the
+    same run id, a retry after an answer was lost). Every caller keeps the snapshot made first and
+    deletes its own if it came later, so they all agree and exactly one remains; a same-named
+    snapshot this call did not make is never deleted. Returns the snapshot to report.
+    """
+    same = [s for s in backend.list_snapshots(vm) if s.name == created.name]
+    if len(same) < 2:
+        return created
+    first = min(same, key=creation_order)
+    if str(first.id) == str(created.id):
+        backend.warn("Snapshot '%s' of VM '%s' was also created by another task at the same moment (ids %s); "
+                     "this call's snapshot (id %s) came first and is kept, the other task removes its own"
+                     % (created.name, vm.name, ", ".join(str(s.id) for s in same), created.id))
+        return created
+    mine = next((s for s in same if str(s.id) == str(created.id)), created)
+    backend.delete(vm, mine, False, timeout)
+    backend.warn("Snapshot '%s' of VM '%s' was created by another task at the same moment (id %s); this call's "
+                 "duplicate (id %s) was deleted again, so the VM has one snapshot of that name"
+                 % (created.name, vm.name, first.id, created.id))
+    return first
 
 
 def _ensure_renamed(backend, vm, params, check_mode, snapshots, before):

@@ -239,6 +239,7 @@ class VmwareBackend(SnapshotBackend):
     provider = PROVIDER
     supports_update = True
     supports_rename = True
+    unique_names = False  # vSphere accepts two snapshots of one name: the engine checks after creating
     max_concurrency = 16
 
     def __init__(self, params, warn=None):

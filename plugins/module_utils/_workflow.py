@@ -37,10 +37,12 @@ from typing import Optional
 
 from ansible_collections.prechange.snapshots.plugins.module_utils._errors import (
     AmbiguousSnapshot,
+    ConnectionFailed,
     InvalidRequest,
     PrecheckFailed,
     SnapshotError,
     SnapshotNotFound,
+    SnapshotTimeout,
     VmNotFound,
 )
 from ansible_collections.prechange.snapshots.plugins.module_utils._inventory import match_product_uuid
@@ -250,13 +252,56 @@ def begin(backend, vm, request, check_mode, now=None):
                             marker=marker, timeout=request.timeout, lock_timeout=request.lock_timeout,
                             options=dict(request.options))
     dry = check_mode or request.check_only
-    outcome = ensure(backend, vm, params, dry)  # the provider's own prechecks run here, in both modes
+    try:
+        outcome = ensure(backend, vm, params, dry)  # the provider's own prechecks run here, in both modes
+    except SnapshotError as error:
+        if dry or isinstance(error, (PrecheckFailed, InvalidRequest, SnapshotTimeout)):
+            raise
+        found = _after_failed_create(backend, vm, request, now, error)
+        return _begin_result(vm, found, "created", vm.power_state, plan.warnings + [
+            "The platform's answer to the create was lost (%s), but the snapshot is on the VM with this run's "
+            "marker: it is recorded and used" % error.reason], predicted=False)
     if dry:
         return _begin_result(vm, outcome.snapshot, "checked" if request.check_only else "created",
                              vm.power_state, plan.warnings, predicted=True)
     made = outcome.snapshot
+    if outcome.action != "created":
+        # Another call made the same name at the same moment (vSphere allows two): the engine kept the
+        # one made first and deleted ours. Whose it is decides nothing here: this run did not make it.
+        owner = made.owner or {}
+        same_run = owner.get("run") == request.run_id
+        raise RunConflict(
+            "%s created snapshot '%s' (id %s) at the same moment; this run's own snapshot was deleted again"
+            % ("another ansible-playbook of the same run (%s)" % owner.get("holder") if same_run
+               else "maintenance %s" % _who(owner) if owner else "another task", made.name, made.id),
+            hint="Let that run finish, then run again if this VM still needs it; the VM was not changed",
+            details={"held_snapshot": made.name})
     _back_off_if_raced(backend, vm, made, request, now)
     return _begin_result(vm, made, "created", vm.power_state, plan.warnings, predicted=False)
+
+
+def _after_failed_create(backend, vm, request, now, error):
+    """A create failed: look at the VM again so that nothing of ours is left unrecorded.
+
+    The snapshot this run asked for may be there after all (the answer was lost on the way back),
+    or another run took the VM at the same moment (the platform refused a second snapshot of the
+    name). Returns this run's own snapshot when it is there; else raises what the VM now shows, or
+    the original error.
+    """
+    try:
+        snapshots = backend.list_snapshots(vm)
+    except SnapshotError:
+        raise error
+    mine = [s for s in snapshots if s.name == request.name and s.owner and s.owner.get("run") == request.run_id
+            and s.owner.get("holder") == request.holder and s.owner.get("phase") == PENDING]
+    if len(mine) == 1 and isinstance(error, ConnectionFailed):
+        # Only a lost answer: a create the platform itself failed is not taken for a success.
+        return mine[0]
+    plan = plan_begin(snapshots, request, now, free_bytes=vm.extra.get("free_space_bytes"))
+    if plan.action == "refuse" and isinstance(plan.error, RunConflict):
+        plan.error.details["cause"] = error.message
+        raise plan.error from error
+    raise error
 
 
 def _back_off_if_raced(backend, vm, made, request, now):
@@ -266,8 +311,11 @@ def _back_off_if_raced(backend, vm, made, request, now):
     own (identified by id) and refuses. A run that listed before the other created sees nothing
     and keeps its snapshot, so at least one run backs off and none is left with two snapshots.
     """
+    # A rival of the same name is settled by the engine instead (the snapshot made first stays, the other
+    # creator deletes its own), so that two runs with one run id end with exactly one snapshot.
     rivals = [s for s in backend.list_snapshots(vm)
-              if s.owner and s.owner.get("phase") == PENDING and lease_live(s.owner, now) and s.owner.get("holder") != request.holder and s.id != made.id]
+              if s.owner and s.owner.get("phase") == PENDING and lease_live(s.owner, now)
+              and s.owner.get("holder") != request.holder and s.id != made.id and s.name != made.name]
     if not rivals:
         return
     backend.delete(vm, made, False, request.timeout)

@@ -449,3 +449,48 @@ def test_batch_waits_for_or_refuses_each_vm_on_its_own(clock):
     row = results[0].to_result()
     assert row["error"] == "GuestBusy" and row["busy"] == "locked (backup)"
     assert row["msg"].startswith("Failed to create snapshot 'n' of VM 'b' on fake: the VM is busy")
+
+
+# --- a create that races another create of the same name -------------------------------------------
+
+
+class DuplicatingBackend(FakeBackend):
+    """A platform that accepts two snapshots of one name (vSphere); ``rival`` is made at the same moment."""
+
+    unique_names = False
+
+    def __init__(self, rival_first, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rival_first = rival_first
+
+    def create(self, vm, request):
+        if self.rival_first:
+            rival = super().create(vm, request)
+            rival.owner = {"run": "other"}
+        made = super().create(vm, request)
+        if not self.rival_first:
+            super().create(vm, request).owner = {"run": "other"}
+        return made
+
+
+@pytest.mark.parametrize("rival_first", [True, False])
+def test_a_create_that_raced_another_of_the_same_name_leaves_exactly_one(rival_first):
+    backend = DuplicatingBackend(rival_first, ABSENT)
+    outcome = ensure(backend, backend.find_vm("web01"), _params("present"), False)
+    left = [s for s in backend.snaps if s.name == "snap"]
+    if rival_first:
+        # The other task came first: ours is deleted again, the other one is reported, nothing changed.
+        assert [s.owner for s in left] == [{"run": "other"}]
+        assert (outcome.changed, outcome.action, outcome.snapshot.id) == (False, "exists", left[0].id)
+        assert "deleted again" in backend.warnings[0]
+    else:
+        # Ours came first: kept; the rival (which would delete its own) is never touched by us.
+        assert len(left) == 2 and "delete" not in backend.calls
+        assert (outcome.changed, outcome.action) == (True, "created")
+        assert outcome.snapshot.id == min(left, key=lambda s: int(s.id)).id
+
+
+def test_platforms_with_unique_names_are_not_listed_again_after_a_create():
+    backend = FakeBackend(ABSENT)
+    ensure(backend, backend.find_vm("web01"), _params("present"), False)
+    assert backend.calls.count("list_snapshots") == 1

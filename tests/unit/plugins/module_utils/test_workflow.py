@@ -368,3 +368,64 @@ def test_check_mode_never_decides_on_a_verdict_that_cannot_exist():
     assert "else it will keep" in wf.settle_decision(dict(request, verdict=None), check_mode=True)[1]
     # What the user forced is predicted as such.
     assert wf.settle_decision(dict(request, verdict=None, action="release"), check_mode=True)[0] == "release"
+
+
+# --- two runs with one run id, and lost answers --------------------------------------------------------
+
+
+def test_two_runs_with_one_run_id_end_with_one_snapshot_on_a_platform_that_allows_duplicates():
+    class SameRunRace(FakeBackend):
+        unique_names = False
+
+        def create(self, vm, request):
+            # The other ansible-playbook of the same run created the same name just before.
+            rival = super().create(vm, request)
+            rival.owner = dict(request.marker, holder="h-other-process")
+            return super().create(vm, request)
+
+    backend = SameRunRace([])
+    with pytest.raises(wf.RunConflict) as caught:
+        wf.begin(backend, VM, _request(), check_mode=False, now=NOW)
+    assert "another ansible-playbook of the same run (h-other-process)" in caught.value.message
+    assert [(s.name, s.owner["holder"]) for s in backend.snaps] == [("prechange-r2", "h-other-process")]
+
+
+def test_a_create_whose_answer_was_lost_is_recorded_when_the_snapshot_is_there():
+    from ansible_collections.prechange.snapshots.plugins.module_utils._errors import ConnectionFailed
+
+    class LostAnswer(FakeBackend):
+        def create(self, vm, request):
+            super().create(vm, request)
+            raise ConnectionFailed("lost the connection to pve (reset by peer)")
+
+    backend = LostAnswer([])
+    result = wf.begin(backend, VM, _request(), check_mode=False, now=NOW)
+    assert result["action"] == "created" and result["snapshot"]["name"] == "prechange-r2"
+    assert "answer to the create was lost" in result["warnings"][-1]
+
+
+def test_a_create_the_platform_refused_because_another_run_took_the_name_names_that_run():
+    from ansible_collections.prechange.snapshots.plugins.module_utils._errors import ProviderError
+
+    class Taken(FakeBackend):
+        def create(self, vm, request):
+            self.snaps.append(FakeBackend([_snap("prechange-r2", _marker("r2", holder="h-other"))]).snaps[0])
+            raise ProviderError("snapshot name 'prechange-r2' already used")
+
+    backend = Taken([])
+    with pytest.raises(wf.RunConflict) as caught:
+        wf.begin(backend, VM, _request(), check_mode=False, now=NOW)
+    assert "same run, started by another ansible-playbook" in caught.value.message
+    assert caught.value.details["cause"].endswith("already used")
+
+
+def test_a_create_the_platform_failed_is_not_taken_for_a_success_even_if_a_snapshot_is_left():
+    from ansible_collections.prechange.snapshots.plugins.module_utils._errors import ProviderError
+
+    class FailedHalfway(FakeBackend):
+        def create(self, vm, request):
+            super().create(vm, request)
+            raise ProviderError("snapshot create failed: starting cleanup")
+
+    with pytest.raises(ProviderError):
+        wf.begin(FailedHalfway([]), VM, _request(), check_mode=False, now=NOW)
