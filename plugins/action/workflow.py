@@ -55,6 +55,7 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._report import
     default_report_dir,
     failure_message,
     host_record,
+    in_flight,
     markdown as report_markdown,
     not_reached_record,
     status_line as report_status_line,
@@ -549,6 +550,11 @@ class ActionModule(ActionBase):
         self._compute_environment_string(raw_environment_out=environment)
         no_log_values = set()
         started = round(time.time(), 3)  # epoch seconds: the report's timeline
+        if kind == "snapshot" and requests and not check_mode:
+            # Before anything is asked of the platform: should the run be killed while the snapshots are being
+            # made, its report still names each host's snapshot that may now be on the VM.
+            self._interim_report(task_vars, run_id, {host: in_flight(request, run_id) for host, request in requests.items()},
+                                 started, None)
         with _environment(environment):
             for provider, connection, items in group_requests(requests):
                 results.update(self._run_group(provider, connection, items, kind, check_mode, run_id, holder,

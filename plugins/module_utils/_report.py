@@ -29,7 +29,8 @@ OUTCOMES = REACHED + NOT_REACHED
 STATUS_ORDER = ("running", "stopped", "error", "refused", "reverted", "not_reached", "check", "ok")
 # Errors raised before anything changed on the VM, because the VM or the request cannot be served
 # safely: the run refused the host (nothing to clean up).
-REFUSALS = ("PrecheckFailed", "GuestBusy", "InvalidRequest", "VmNotFound", "AmbiguousVm", "AmbiguousSnapshot")
+REFUSALS = ("PrecheckFailed", "GuestBusy", "InvalidRequest", "VmNotFound", "AmbiguousVm", "AmbiguousSnapshot",
+            "RunConflict")
 # The registered results of the roles' calls (one per batch, on every host of the batch).
 CALL_RESULTS = ("__snapshot_run", "__revert_or_prune_run")
 # The host facts a record is built from.
@@ -154,7 +155,11 @@ def host_record(host, facts, check_mode=False):
     outcome = _outcome(error, error_kind, bool(snap_run.get("failed")) or (error_kind == "InvalidRequest"),
                        check_mode, action)
     owner = (record or {}).get("owner") or {}
-    if record and record.get("predicted"):
+    if snap_run.get("failed") and snap_run.get("may_have_completed") and snap_run.get("snapshot"):
+        # The create was sent but its answer never came (lost, timed out, or the run was interrupted): the
+        # pending snapshot may be on the VM. Say so, so that it is looked for rather than forgotten.
+        left = {"snapshot": snap_run["snapshot"], "id": None, "phase": "pending", "expires": None, "uncertain": True}
+    elif record and record.get("predicted"):
         left = None  # check mode: nothing was made
     elif action in ("reverted", "kept", "released") or (record and error and record.get("action") != "checked"):
         left = {"snapshot": record.get("name"), "id": record.get("id"),
@@ -206,6 +211,15 @@ def host_record(host, facts, check_mode=False):
                               bool(settle_run) and not settle_run.get("failed")),
         "warnings": snapshot_warnings + list((summary or {}).get("warnings") or []),
     }
+
+
+def in_flight(request, run_id):
+    """A snapshot request's result while its call runs: what the report says if the run dies meanwhile."""
+    name = request.get("name")
+    return {"failed": True, "changed": False, "snapshot": name, "vm": request.get("vm"),
+            "provider": request.get("provider"), "error": "Interrupted", "may_have_completed": True,
+            "msg": "the run stopped while snapshot '%s' was being made: it may be on the VM, pending, with run %s's "
+                   "marker" % (name, run_id)}
 
 
 def not_reached_record(host, outcome, facts=None):
@@ -477,9 +491,12 @@ def markdown(report, picture=None):
             _action_cell(h))))
     if report["left_on_platform"]:
         lines += ["", "## Left on the platform", ""]
-        lines += ["- %s (VM %s): snapshot %s, %s%s" % (item["host"], item["vm"], item["snapshot"], item["phase"],
-                                                       ", expires %s" % item["expires"] if item.get("expires") else "")
-                  for item in report["left_on_platform"]]
+        lines += ["- %s (VM %s): snapshot %s, %s%s%s" % (
+            item["host"], item["vm"], item["snapshot"], item["phase"],
+            ", expires %s" % item["expires"] if item.get("expires") else "",
+            " (maybe: its create was sent but no answer came back; the revert playbook or the next run finds it "
+            "by its marker)" if item.get("uncertain") else "")
+            for item in report["left_on_platform"]]
     if report["next"]:
         lines += ["", "## Next", ""]
         for step in report["next"]:

@@ -257,3 +257,65 @@ def test_an_interrupted_run_leaves_a_report_and_the_way_to_resume(tmp_path, pve)
         assert not [n for names in window.snapshots().values() for n in names if n == "prechange-" + run_id]
     finally:
         delete_run(window, run_id)
+
+
+def test_a_run_killed_while_its_snapshots_are_made_leaves_them_recorded_and_never_made_twice(tmp_path, vcsim):
+    """SIGTERM while the snapshot tasks run (vcsim holds each CreateSnapshot task for 4 s): the report written
+    before the calls names each host's snapshot that may now be on the VM; vSphere finishes the tasks; a fresh
+    run refuses the VMs instead of making a second pre-change snapshot; the printed resume command adopts them."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "backends", "vcsim"))
+    from vcsim import set_task_hook  # noqa: E402  pylint: disable=import-outside-toplevel,import-error
+    from conftest import _vsphere, _vsphere_vm  # pylint: disable=import-error,import-outside-toplevel
+
+    vms = ["DC0_H0_VM0", "DC0_C0_RP0_VM0"]
+    backend = vmware_backend(vcsim, vms)
+    window = Window(tmp_path, backend, {"h1": vms[0], "h2": vms[1]})
+    si = _vsphere(backend.conn)
+    handles = [_vsphere_vm(si, vm) for vm in vms]
+    for handle in handles:
+        set_task_hook(si, handle, "CreateSnapshot", delay_ms=4000)
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "prechange.snapshots.maintenance",
+           "-i", str(window.inventory)]
+    proc = subprocess.Popen(cmd, env=ansible_env({"PRECHANGE_REPORT_DIR": str(window.reports)}),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                            start_new_session=True)
+    run_id = None
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and window.report() is None:
+            time.sleep(0.2)
+        time.sleep(1)  # the create tasks are running on vSphere now
+        os.killpg(proc.pid, signal.SIGTERM)
+        output = proc.communicate(timeout=120)[0]
+        for handle in handles:
+            set_task_hook(si, handle, "CreateSnapshot", delay_ms=0)
+        report = window.report()
+        assert report is not None, output[-3000:]
+        run_id = report["run_id"]
+        name = "prechange-" + run_id
+        assert report["status"] == "running" and outcomes(report) == {"h1": "error", "h2": "error"}, report
+        assert {i["host"]: (i["snapshot"], i["phase"], i.get("uncertain")) for i in report["left_on_platform"]} == {
+            "h1": (name, "pending", True), "h2": (name, "pending", True)}
+        time.sleep(5)  # vSphere finishes what it accepted
+        assert all(names.count(name) == 1 for names in window.snapshots().values()), window.snapshots()
+        # A fresh run (a new run id) sees the pending snapshots on the VMs and refuses; it makes none of its own.
+        fresh, fresh_report = window.run()
+        assert fresh.returncode != 0
+        assert outcomes(fresh_report) == {"h1": "refused", "h2": "refused"}, fresh_report["hosts"]
+        assert all("is held by maintenance run %s" % run_id in r["error"] for r in fresh_report["hosts"])
+        ours = {h: [n for n in names if n.startswith("prechange-")] for h, names in window.snapshots().items()}
+        assert ours == {"h1": [name], "h2": [name]}
+        # The resume command of the report adopts them: each VM ends with no snapshot of the run.
+        resume = next(s["command"] for s in report["next"] if "prechange.snapshots.maintenance" in s["command"])
+        assert "-e prechange_run_id=%s -e snapshot_takeover=true" % run_id in resume
+        resumed, final = window.run(extra={"prechange_run_id": run_id, "snapshot_takeover": True})
+        assert all(r["snapshot"]["action"] == "adopted" for r in final["hosts"]), final["hosts"]
+        assert outcomes(final) == {"h1": "ok", "h2": "ok"}, resumed.stdout[-3000:]
+        assert not [n for names in window.snapshots().values() for n in names if n == name]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        for handle in handles:
+            set_task_hook(si, handle, "CreateSnapshot", delay_ms=0)
+        if run_id:
+            delete_run(window, run_id)

@@ -183,3 +183,30 @@ def test_a_refused_host_has_no_change_or_verdict_bars():
                                 "started": 990.0, "finished": 995.0},
              "__revert_or_prune_run": {"hosts": {}, "started": 1006.0, "finished": 1010.0}}
     assert report.host_record("h1", facts)["timeline"] == {"snapshot": [990.0, 995.0]}
+
+
+def test_a_run_killed_while_its_snapshots_are_made_names_each_snapshot_that_may_be_on_the_vm():
+    request = {"name": "prechange-r7", "vm": "web01", "provider": "vmware"}
+    facts = {"__snapshot_run": {"hosts": {"web01": report.in_flight(request, "r7")}, "started": 1.0, "finished": None}}
+    record = report.host_record("web01", facts)
+    assert record["outcome"] == "error"
+    assert record["left"] == {"snapshot": "prechange-r7", "id": None, "phase": "pending", "expires": None,
+                              "uncertain": True}
+    built = report.build("maintenance", "r7", False, "now", "ctl", [record], running=True)
+    assert built["summary"]["left_on_platform"] == 1
+    commands = [step["command"] for step in built["next"]]
+    assert any("prechange.snapshots.revert" in c and "prechange_run_id=r7" in c for c in commands)
+    assert any("snapshot_takeover=true" in c for c in commands)
+    assert "maybe: its create was sent" in report.markdown(built)
+
+
+def test_a_create_that_failed_before_anything_was_sent_leaves_nothing_to_look_for():
+    facts = {"__snapshot_run": {"hosts": {"web01": {"failed": True, "msg": "Failed to create ...: refused",
+                                                     "snapshot": "prechange-r7", "error": "PrecheckFailed"}}}}
+    assert report.host_record("web01", facts)["left"] is None
+
+
+def test_a_vm_another_run_holds_is_refused_not_an_error():
+    facts = {"__snapshot_run": {"hosts": {"web01": {"failed": True, "msg": "Failed to create ...: the VM is held by "
+                                                     "maintenance run r1", "error": "RunConflict"}}}}
+    assert report.host_record("web01", facts)["outcome"] == "refused"
