@@ -442,6 +442,32 @@ def retry_while_busy(attempt, busy_of, lock_timeout, hint_of=None, sleep=None, c
             sleep(min(next(delays), deadline.remaining))
 
 
+def when_free(call, lock_timeout, sleep=None, clock=None):
+    """Run one mutating backend call; while the platform refuses it because another job holds the VM
+    (``GuestBusy``: a job that started after the precheck), try again with backoff until ``lock_timeout``
+    seconds have passed since the first try, then report it as ``busy_error`` does.
+
+    The engine's one busy policy for every provider and every caller (modules and workflow alike),
+    bounded by the caller's own ``lock_timeout`` rather than the provider session's.
+    """
+    sleep, clock = sleep or time.sleep, clock or time.monotonic
+    deadline = Deadline(lock_timeout or 0, clock=clock)
+    delays = backoff(initial=0.2, maximum=2.0)
+    while True:
+        try:
+            return call()
+        except GuestBusy as error:
+            if not deadline.expired:
+                sleep(min(next(delays), deadline.remaining))
+                continue
+            if not lock_timeout:
+                raise
+            busy = busy_error(error.details.get("busy") or error.reason, lock_timeout,
+                              details={k: v for k, v in error.details.items() if k != "busy"})
+            busy.bind(action=error.action, vm=error.vm, snapshot=error.snapshot, provider=error.provider)
+            raise busy from error
+
+
 # --- the decision function ----------------------------------------------------------------
 
 
@@ -481,8 +507,8 @@ def _ensure_present(backend, vm, params, check_mode, snapshots, before):
                 hint="Omit 'description' or delete the snapshot first")
         wait_until_free(backend, vm, params.lock_timeout)
         if not check_mode:
-            backend.update(vm, existing, description=join_description(params.description, existing.owner),
-                           timeout=params.timeout)
+            when_free(lambda: backend.update(vm, existing, description=join_description(params.description, existing.owner),
+                                             timeout=params.timeout), params.lock_timeout)
         existing.description = params.description
         return Outcome(vm, True, "updated", existing, before=before, after=before)
 
@@ -504,9 +530,9 @@ def _ensure_present(backend, vm, params, check_mode, snapshots, before):
             parent=current.name if current else None, current=True, memory=request.memory,
             quiesced=request.quiesce, owner=request.marker)
         return Outcome(vm, True, "created", predicted, before=before, after=before + [request.name])
-    created = backend.create(vm, request)
+    created = when_free(lambda: backend.create(vm, request), params.lock_timeout)
     if not backend.unique_names:
-        kept = _keep_one_of_name(backend, vm, created, params.timeout)
+        kept = _keep_one_of_name(backend, vm, created, params.timeout, params.lock_timeout)
         if kept is not created:
             return Outcome(vm, False, "exists", kept, before=before, after=before + [kept.name])
     if request.quiesce and created.quiesced is False:
@@ -527,7 +553,7 @@ def creation_order(snapshot):
     return (snapshot.created is None, snapshot.created or 0, int(digits[-1]) if digits else 0, str(snapshot.id))
 
 
-def _keep_one_of_name(backend, vm, created, timeout):
+def _keep_one_of_name(backend, vm, created, timeout, lock_timeout=0):
     """On a platform that allows two snapshots of one name: after creating, make sure there is one.
 
     Another call may have created the same name at the same moment (two tasks, two runs with the
@@ -545,7 +571,7 @@ def _keep_one_of_name(backend, vm, created, timeout):
                      % (created.name, vm.name, ", ".join(str(s.id) for s in same), created.id))
         return created
     mine = next((s for s in same if str(s.id) == str(created.id)), created)
-    backend.delete(vm, mine, False, timeout)
+    when_free(lambda: backend.delete(vm, mine, False, timeout), lock_timeout)
     backend.warn("Snapshot '%s' of VM '%s' was created by another task at the same moment (id %s); this call's "
                  "duplicate (id %s) was deleted again, so the VM has one snapshot of that name"
                  % (created.name, vm.name, first.id, created.id))
@@ -569,7 +595,8 @@ def _ensure_renamed(backend, vm, params, check_mode, snapshots, before):
         description = None
         if params.description is not None:
             description = join_description(params.description, source.owner)
-        backend.update(vm, source, new_name=params.new_name, description=description, timeout=params.timeout)
+        when_free(lambda: backend.update(vm, source, new_name=params.new_name, description=description,
+                                         timeout=params.timeout), params.lock_timeout)
     source.name = params.new_name
     if params.description is not None:
         source.description = params.description
@@ -587,7 +614,7 @@ def _ensure_absent(backend, vm, params, check_mode, snapshots, before):
         gone.update(descendants(snapshots, existing))
     after = [n for n in before if n not in gone]
     if not check_mode:
-        backend.delete(vm, existing, params.remove_children, params.timeout)
+        when_free(lambda: backend.delete(vm, existing, params.remove_children, params.timeout), params.lock_timeout)
     return Outcome(vm, True, "deleted", existing, before=before, after=after)
 
 
@@ -608,7 +635,7 @@ def _ensure_all_absent(backend, vm, params, check_mode, snapshots, before):
     if not check_mode:
         for snap in chosen:
             try:
-                backend.delete(vm, snap, False, params.timeout)
+                when_free(lambda s=snap: backend.delete(vm, s, False, params.timeout), params.lock_timeout)
             except SnapshotError as error:
                 raise error.bind(snapshot=snap.name)
     return Outcome(vm, bool(chosen), "deleted" if chosen else "absent", None, snapshots=chosen,
@@ -624,7 +651,7 @@ def _ensure_reverted(backend, vm, params, check_mode, snapshots, before):
     wait_until_free(backend, vm, params.lock_timeout)
     backend.check_revert(vm, existing, snapshots, params.revert_power_state)
     if not check_mode:
-        backend.revert(vm, existing, params.revert_power_state, params.timeout)
+        when_free(lambda: backend.revert(vm, existing, params.revert_power_state, params.timeout), params.lock_timeout)
         vm = backend.find_vm(vm.id)
         refreshed = find_one(backend.list_snapshots(vm), existing.name, vm, backend.provider, "revert", required=False)
         existing = refreshed or existing

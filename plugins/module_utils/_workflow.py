@@ -62,6 +62,7 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._snapshot impo
     ensure,
     error_fields,
     wait_until_free,
+    when_free,
 )
 
 DECISIONS = ("revert", "delete", "keep", "release")
@@ -239,7 +240,8 @@ def begin(backend, vm, request, check_mode, now=None):
         if not check_mode and not request.check_only:
             # Take the lease over: from now on this process holds the VM.
             marker = dict(snap.owner, lease=isoformat(now + request.lease), holder=request.holder)
-            backend.update(vm, snap, description=join_description(snap.description, marker), timeout=request.timeout)
+            when_free(lambda: backend.update(vm, snap, description=join_description(snap.description, marker),
+                                             timeout=request.timeout), request.lock_timeout)
             snap.owner = marker
         return _begin_result(vm, snap, "adopted", snap.owner.get("power") or vm.power_state, plan.warnings,
                              predicted=False)
@@ -318,7 +320,7 @@ def _back_off_if_raced(backend, vm, made, request, now):
               and s.owner.get("holder") != request.holder and s.id != made.id and s.name != made.name]
     if not rivals:
         return
-    backend.delete(vm, made, False, request.timeout)
+    when_free(lambda: backend.delete(vm, made, False, request.timeout), request.lock_timeout)
     rival = rivals[0]
     raise RunConflict(
         "maintenance %s took the VM at the same moment (its snapshot '%s', id %s); this run's own snapshot was "
@@ -443,10 +445,11 @@ def settle(backend, vm, expected, decision, power_state, check_mode, timeout=Non
     # The verdict goes on the platform before a delete, so that a failed delete leaves a snapshot
     # no later run takes for an interrupted one.
     if owner.get("run"):
-        backend.update(vm, snap, description=join_description(snap.description, marker), timeout=timeout)
+        when_free(lambda: backend.update(vm, snap, description=join_description(snap.description, marker),
+                                         timeout=timeout), lock_timeout)
         snap.owner = marker
     if decision == "delete":
-        backend.delete(vm, snap, False, timeout)
+        when_free(lambda: backend.delete(vm, snap, False, timeout), lock_timeout)
     result["snapshot"] = snap.to_result(now)
     return result
 
@@ -769,7 +772,8 @@ def _prune_vm(backend, vm, request, check_mode, now):
         backend.check_delete(vm, snap, snapshots, False)
         if not check_mode:
             try:
-                backend.delete(vm, snap, False, request.get("timeout"))
+                when_free(lambda s=snap: backend.delete(vm, s, False, request.get("timeout")),
+                          float(request.get("lock_timeout") or 0))
             except SnapshotError as error:
                 raise error.bind(action="delete", vm=vm.name, snapshot=snap.name, provider=backend.provider)
         deleted.append(snap.to_result(now))

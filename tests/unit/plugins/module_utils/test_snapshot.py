@@ -494,3 +494,34 @@ def test_platforms_with_unique_names_are_not_listed_again_after_a_create():
     backend = FakeBackend(ABSENT)
     ensure(backend, backend.find_vm("web01"), _params("present"), False)
     assert backend.calls.count("list_snapshots") == 1
+
+
+def test_when_free_retries_a_call_the_platform_refused_as_busy_within_the_callers_lock_timeout(clock):
+    from ansible_collections.prechange.snapshots.plugins.module_utils._snapshot import when_free
+
+    answers = [GuestBusy("locked", details={"busy": "locked (backup)"})] * 3 + ["done"]
+
+    def call():
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert when_free(call, 30) == "done"
+    assert 0 < clock.now < 30
+
+
+def test_when_free_reports_what_holds_the_vm_after_waiting(clock):
+    from ansible_collections.prechange.snapshots.plugins.module_utils._snapshot import when_free
+
+    def call():
+        raise GuestBusy("the VM is busy with another job: locked (backup)", vm="web01", provider="proxmox",
+                        details={"busy": "locked (backup)"})
+
+    with pytest.raises(GuestBusy) as caught:
+        when_free(call, 5)
+    assert caught.value.message.startswith("Failed to manage snapshots of VM 'web01' on proxmox: the VM is still "
+                                           "busy with another job after waiting 5s: locked (backup)")
+    with pytest.raises(GuestBusy) as at_once:
+        when_free(call, 0)
+    assert "after waiting" not in at_once.value.message
