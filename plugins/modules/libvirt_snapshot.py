@@ -213,7 +213,7 @@ REQUIREMENTS = [("libvirt-python", LIBVIRT_IMPORT_ERROR)]
 
 def main(module_class=None):
     run_snapshot_module(LibvirtBackend, connection_argument_spec(), extra_spec=snapshot_extra_spec(),
-                        provider_options=("location",), requirements=REQUIREMENTS, module_class=module_class)
+                        requirements=REQUIREMENTS, module_class=module_class)
 
 
 if __name__ == "__main__":

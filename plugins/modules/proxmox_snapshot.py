@@ -238,7 +238,7 @@ REQUIREMENTS = [("proxmoxer", PROXMOXER_IMPORT_ERROR)]
 
 def main(module_class=None):
     run_snapshot_module(ProxmoxBackend, connection_argument_spec(), extra_spec=snapshot_extra_spec(),
-                        provider_options=("force",), module_kwargs=connection_module_kwargs(),
+                        module_kwargs=connection_module_kwargs(),
                         requirements=REQUIREMENTS, module_class=module_class)
 
 

@@ -246,7 +246,7 @@ REQUIREMENTS = [("pyvmomi", PYVMOMI_IMPORT_ERROR)]
 
 def main(module_class=None):
     run_snapshot_module(VmwareBackend, connection_argument_spec(), extra_spec=snapshot_extra_spec(),
-                        provider_options=("consolidate",), requirements=REQUIREMENTS, module_class=module_class)
+                        requirements=REQUIREMENTS, module_class=module_class)
 
 
 if __name__ == "__main__":
