@@ -155,10 +155,12 @@ def params_from_module(module, provider_options=()):
         options={key: p.get(key) for key in provider_options})
 
 
-def fail(module, error, **extra):
-    """The one place an engine error becomes a failed task."""
+def fail(module, error, without=(), **extra):
+    """The one place an engine error becomes a failed task; ``without``: keys the module does not return."""
     result = dict(extra)
     result.update(error_fields(error))
+    for key in without:
+        result.pop(key, None)
     module.fail_json(msg=error.message, **result)
 
 
@@ -244,7 +246,8 @@ def run_info_module(backend_class, connection_spec, extra_spec=None, module_kwar
             now = utcnow()
             entries = [vm_entry(vm, backend.list_snapshots(vm), p, now) for vm in vms]
     except SnapshotError as error:
-        fail(module, error.bind(action="list", vm=p["vm"], provider=provider))
+        # A listing names no snapshot: no 'snapshot' key (always null) in its failure.
+        fail(module, error.bind(action="list", vm=p["vm"], provider=provider), without=("snapshot",))
     result = dict(changed=False, vms=entries)
     if p["vm"] is not None:
         result["vm"] = entries[0]["vm"]
