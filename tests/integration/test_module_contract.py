@@ -32,6 +32,8 @@ import pytest
 import yaml
 
 from conftest import (  # pylint: disable=import-error
+    _pve_api,
+    _pve_guest,
     _vsphere,
     _vsphere_vm,
     api_power,
@@ -87,8 +89,11 @@ class Target(object):
         self.extra = None  # provider-only steps: fn(target, problems)
 
     def state(self):
-        """What a check-mode run must not change, read from the hypervisor's API."""
-        return {vm: (api_snapshots(self.provider, self.backend.conn, vm), api_power(self.provider, self.backend.conn, vm))
+        """What a check-mode run must not change, read from the hypervisor's API: each VM's snapshots (names,
+        descriptions), its current snapshot and its power state."""
+        conn = self.backend.conn
+        return {vm: (api_snapshots(self.provider, conn, vm), api_current(self.provider, conn, vm),
+                     api_power(self.provider, conn, vm))
                 for vm in (self.a, self.b)}
 
     def power(self, vm):
@@ -128,6 +133,28 @@ class Target(object):
                 if row["vm"]["power_state"] != actual:
                     problems.append("%s: vm.power_state is %r, the API says %r after the task"
                                     % (label, row["vm"]["power_state"], actual))
+
+
+def api_current(provider, conn, vm):
+    """The VM's current snapshot (the one a revert would change), read from the hypervisor's API."""
+    if provider == "proxmox":
+        here = [s for s in _pve_guest(_pve_api(conn), vm).snapshot.get() if s["name"] == "current"]
+        return here[0].get("parent") if here else None
+    if provider == "vmware":
+        from pyVim.connect import Disconnect  # pylint: disable=import-outside-toplevel
+        si = _vsphere(conn)
+        try:
+            tree = _vsphere_vm(si, vm).snapshot
+            return tree.currentSnapshot._moId if tree and tree.currentSnapshot else None  # pylint: disable=W0212
+        finally:
+            Disconnect(si)
+    import libvirt  # pylint: disable=import-outside-toplevel
+    lv = libvirt.open(conn["uri"])
+    try:
+        dom = lv.lookupByName(vm)
+        return dom.snapshotCurrent().getName() if dom.hasCurrentSnapshot() else None
+    finally:
+        lv.close()
 
 
 def _verdict(result):
@@ -235,6 +262,10 @@ def scenario(t):
     t.pair(problems, "a missing VM", (True, None, None), vm=MISSING_VM, name="pcs-a")
     t.pair(problems, "delete all of ours", (False, True, "deleted"), vm=vm, state="absent", delete_all="owned")
     t.pair(problems, "delete all of ours again", (False, False, "absent"), vm=vm, state="absent", delete_all="owned")
+    t.pair(problems, "create to delete", (False, True, "created"), vm=vm, name="pcs-e", expires="7d")
+    t.pair(problems, "delete all expired, none is", (False, False, "absent"), vm=vm, state="absent",
+           delete_all="expired")
+    t.pair(problems, "delete all", (False, True, "deleted"), vm=vm, state="absent", delete_all="all")
     vms = [t.a, t.b, MISSING_VM]
     t.pair(problems, "batch create", (True, True, _batch(vms, True, "created")), vms=vms, name="pcs-batch")
     t.pair(problems, "batch revert", (True, True, _batch(vms, True, "reverted")), vms=vms, name="pcs-batch",
@@ -335,8 +366,8 @@ def test_vmware_modules(vcsim):
         _check(target)
     finally:
         for vm in vms:
-            vsphere_remove_snapshots(target.backend.conn, vm, {"pcs-a", "pcs-b", "pcs-c", "pcs-d", "pcs-batch",
-                                                               "pcs-dup"})
+            vsphere_remove_snapshots(target.backend.conn, vm,
+                                     {"pcs-a", "pcs-b", "pcs-c", "pcs-d", "pcs-e", "pcs-batch", "pcs-dup"})
 
 
 def _proxmox_busy_and_ambiguous(pve):
