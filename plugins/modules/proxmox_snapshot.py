@@ -182,7 +182,7 @@ snapshot:
       type: bool
       sample: true
     quiesced:
-      description: V(false) when O(quiesce) was asked for (Proxmox has no such switch), otherwise null.
+      description: V(false) when the task asked for quiescing (Proxmox has no such switch), otherwise null.
       type: bool
       sample: null
     owner:
