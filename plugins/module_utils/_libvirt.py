@@ -173,6 +173,7 @@ class LibvirtBackend(SnapshotBackend):
     # qcow2 file; reverting to such a snapshot kills the VM. So it is refused.
     supports_rename = False
     max_concurrency = 8
+    provider_options = {"location": "internal"}
 
     def __init__(self, params, warn=None):
         super().__init__(params, warn)
@@ -246,7 +247,7 @@ class LibvirtBackend(SnapshotBackend):
 
     def default_memory(self, vm, options):
         # External snapshots here are disk-only; internal ones keep memory when running.
-        return vm.power_state == RUNNING and options.get("location", "internal") == "internal"
+        return vm.power_state == RUNNING and self.option("location", options) == "internal"
 
     def _layout(self, vm):
         try:
@@ -283,7 +284,7 @@ class LibvirtBackend(SnapshotBackend):
         return None
 
     def check_create(self, vm, request, snapshots):
-        location = request.options.get("location") or "internal"
+        location = self.option("location", request.options)
         layout = self._layout(vm)
         locations = {s.extra.get("location") for s in snapshots}
         if location == "internal":
@@ -379,7 +380,7 @@ class LibvirtBackend(SnapshotBackend):
     # --- actions --------------------------------------------------------------------------
 
     def create(self, vm, request):
-        location = request.options.get("location") or "internal"
+        location = self.option("location", request.options)
         root = ET.Element("domainsnapshot")
         ET.SubElement(root, "name").text = request.name
         if request.full_description:

@@ -137,7 +137,10 @@ def _validate_snapshot_params(module):
 
 
 def params_from_module(module, provider_options=()):
-    """Turn module params into the engine's ``SnapshotParams`` (raises InvalidRequest)."""
+    """Turn module params into the engine's ``SnapshotParams`` (raises InvalidRequest).
+
+    ``provider_options``: the names the backend declares (``SnapshotBackend.provider_options``).
+    """
     p = module.params
     expires = _validate_snapshot_params(module)
     marker = None
@@ -152,10 +155,12 @@ def params_from_module(module, provider_options=()):
         options={key: p.get(key) for key in provider_options})
 
 
-def fail(module, error, **extra):
-    """The one place an engine error becomes a failed task."""
+def fail(module, error, without=(), **extra):
+    """The one place an engine error becomes a failed task; ``without``: keys the module does not return."""
     result = dict(extra)
     result.update(error_fields(error))
+    for key in without:
+        result.pop(key, None)
     module.fail_json(msg=error.message, **result)
 
 
@@ -169,8 +174,8 @@ def _new_module(argument_spec, connection_spec, module_kwargs, requirements, mod
     return module
 
 
-def run_snapshot_module(backend_class, connection_spec, extra_spec=None, provider_options=(), module_kwargs=None,
-                        requirements=(), module_class=None):
+def run_snapshot_module(backend_class, connection_spec, extra_spec=None, module_kwargs=None, requirements=(),
+                        module_class=None):
     """Entry point of every ``<provider>_snapshot`` module.
 
     ``module_class`` replaces AnsibleModule when the action plugin runs the module in its own
@@ -184,7 +189,7 @@ def run_snapshot_module(backend_class, connection_spec, extra_spec=None, provide
                          module_class)
     provider = getattr(backend_class, "provider", None)
     try:
-        params = params_from_module(module, provider_options)
+        params = params_from_module(module, sorted(getattr(backend_class, "provider_options", {})))
     except SnapshotError as error:
         fail(module, error.bind(action=ACTIONS[module.params["state"]], vm=module.params["vm"],
                                 snapshot=module.params["name"], provider=provider))
@@ -241,7 +246,8 @@ def run_info_module(backend_class, connection_spec, extra_spec=None, module_kwar
             now = utcnow()
             entries = [vm_entry(vm, backend.list_snapshots(vm), p, now) for vm in vms]
     except SnapshotError as error:
-        fail(module, error.bind(action="list", vm=p["vm"], provider=provider))
+        # A listing names no snapshot: no 'snapshot' key (always null) in its failure.
+        fail(module, error.bind(action="list", vm=p["vm"], provider=provider), without=("snapshot",))
     result = dict(changed=False, vms=entries)
     if p["vm"] is not None:
         result["vm"] = entries[0]["vm"]

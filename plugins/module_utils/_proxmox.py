@@ -314,6 +314,7 @@ class ProxmoxBackend(SnapshotBackend):
     supports_update = True  # PUT .../snapshot/{name}/config
     supports_rename = False  # PVE has no way to rename a snapshot
     max_concurrency = 16
+    provider_options = {"force": False}
 
     def __init__(self, params, warn=None):
         super().__init__(params, warn)
@@ -745,7 +746,7 @@ class ProxmoxBackend(SnapshotBackend):
                                snapshot=request.name, provider=self.provider)
 
     def delete(self, vm, snapshot, remove_children, timeout):
-        force = bool(self.params.get("force"))
+        force = bool(self.option("force"))
         deadline = Deadline(timeout)
         targets = [snapshot.name]
         if remove_children:

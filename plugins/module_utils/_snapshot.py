@@ -17,6 +17,14 @@ and may change without notice.
 * ``wait_until_free()`` is the one precheck for a VM held by another job (a backup, a migration,
   a task already running): refused at once, or waited for up to ``lock_timeout``; providers say
   only what holds the VM (``SnapshotBackend.busy``).
+
+Provider-specific options (libvirt ``location``, VMware ``consolidate``, Proxmox ``force``) take one
+channel. A backend declares them in ``SnapshotBackend.provider_options`` (name and default); the
+module glue copies exactly those from the module's params into ``SnapshotParams.options``;
+``ensure()`` hands them on (``CreateRequest.options``, ``default_memory``); and a backend reads one
+only through ``SnapshotBackend.option(name, options)``: the call's options when they carry it,
+else the backend's own params (for the roles: the ``prechange_<provider>_<option>`` variables and
+``module_defaults``), else the declared default. A backend never reads one from ``self.params``.
 """
 
 from __future__ import annotations
@@ -201,10 +209,25 @@ class SnapshotBackend(abc.ABC):
     #: Whether the platform itself refuses a second snapshot of the same name on one VM (libvirt and
     #: Proxmox do; vSphere does not, so a create that races another one is checked afterwards).
     unique_names = True
+    #: The provider-specific options of ``<provider>_snapshot`` this backend reads, with their defaults.
+    provider_options = {}
 
     def __init__(self, params, warn=None):
         self.params = params
         self.warn = warn or (lambda message: None)
+
+    def option(self, name, options=None):
+        """A provider-specific option: from the call's ``options``, else this backend's params, else its default.
+
+        The one way a backend reads one (see the module docstring); ``name`` must be declared in
+        ``provider_options``.
+        """
+        if name not in self.provider_options:
+            raise KeyError("%s is not a provider option of %s" % (name, self.provider))
+        for source in (options or {}, self.params or {}):
+            if source.get(name) is not None:
+                return source[name]
+        return self.provider_options[name]
 
     def close(self):
         """Release the API session."""

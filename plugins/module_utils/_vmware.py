@@ -241,6 +241,7 @@ class VmwareBackend(SnapshotBackend):
     supports_rename = True
     unique_names = False  # vSphere accepts two snapshots of one name: the engine checks after creating
     max_concurrency = 16
+    provider_options = {"consolidate": False}
 
     def __init__(self, params, warn=None):
         super().__init__(params, warn)
@@ -835,7 +836,7 @@ class VmwareBackend(SnapshotBackend):
         vm.extra["consolidation_needed"] = needed
         if not needed:
             return
-        if not self.params.get("consolidate"):
+        if not self.option("consolidate"):
             self.warn("VM '%s' needs disk consolidation after deleting snapshot '%s'; run 'Consolidate' in "
                       "vSphere, or set consolidate: true" % (vm.name, snapshot.name))
             return

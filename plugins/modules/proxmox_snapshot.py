@@ -120,10 +120,10 @@ action:
   sample: created
   choices: [created, exists, updated, deleted, absent, reverted]
 vm:
-  description: The guest acted on.
-  returned: success, single VM
+  description: The VM acted on. When the task failed, the VM as given (a string).
+  returned: single VM (a string on failure)
   type: dict
-  contains:
+  contains: &vm
     name:
       description: Guest name (the hostname for a container).
       type: str
@@ -133,14 +133,17 @@ vm:
       type: str
       sample: "100"
     power_state:
-      description: Power state after the task (running, paused, stopped, unknown).
+      description: The VM's power state when the task ended, read from the platform (running, paused, stopped,
+        suspended or unknown). After a revert, the state the revert left (see O(revert_power_state)); create and
+        delete leave it as it was. In check mode nothing changes, so it is the current state.
       type: str
       sample: running
 snapshot:
-  description: The snapshot created, found, deleted or rolled back to; null when O(state=absent) found nothing.
-  returned: success, single VM
+  description: The snapshot created, found, re-described, renamed, deleted or reverted to; null when O(state=absent)
+    found nothing or O(delete_all) was used. When the task failed, the snapshot name as given (a string) or null.
+  returned: single VM (a string on failure)
   type: dict
-  contains:
+  contains: &snapshot
     name:
       description: Snapshot name.
       type: str
@@ -179,11 +182,12 @@ snapshot:
       type: bool
       sample: true
     quiesced:
-      description: V(false) when O(quiesce) was asked for (Proxmox has no such switch), otherwise null.
+      description: V(false) when the task asked for quiescing (Proxmox has no such switch), otherwise null.
       type: bool
       sample: null
     owner:
-      description: The ownership marker (run, creator, created, expires, ticket) when the collection made it.
+      description: The ownership marker (run, creator, created, expires, ticket) when the collection made it, else
+        null.
       type: dict
       sample: {"run": "20261122T021500Z-4f2a", "creator": "ops@bastion", "created": "2026-11-22T02:15:00Z",
                "expires": "2026-11-29T02:15:00Z", "ticket": "CHG0042"}
@@ -201,25 +205,135 @@ snapshot:
       sample: delete
 snapshots:
   description: Every snapshot deleted (or to be deleted in check mode) with O(delete_all).
-  returned: when O(delete_all) deleted something
+  returned: success, when O(delete_all) deleted something
   type: list
   elements: dict
+  contains: *snapshot
 diff:
   description: Snapshot names before and after.
-  returned: diff mode
+  returned: diff mode, success
   type: dict
   sample: {"before": {"snapshots": []}, "after": {"snapshots": ["before-patching"]}}
+error:
+  description: The kind of error, one of C(VmNotFound), C(AmbiguousVm), C(SnapshotNotFound), C(AmbiguousSnapshot),
+    C(PrecheckFailed), C(GuestBusy), C(InvalidRequest), C(SnapshotTimeout), C(ProviderError), C(ConnectionFailed).
+  returned: failure, single VM
+  type: str
+  sample: SnapshotNotFound
+provider:
+  description: The provider that failed.
+  returned: failure, single VM
+  type: str
+  sample: proxmox
+busy:
+  description: What holds the VM (a lock, a task or a job), when another job kept it busy.
+  returned: failure, when the error is C(GuestBusy)
+  type: str
+  sample: locked (backup)
+candidates:
+  description: What an ambiguous name matches, when the error is C(AmbiguousVm) or C(AmbiguousSnapshot).
+  returned: failure, when a name is ambiguous
+  type: list
+  elements: dict
+lock:
+  description: The guest's lock, when Proxmox refused the task because another job took the guest just as it
+    started.
+  returned: failure, when the guest was locked
+  type: str
+  sample: backup
+upid:
+  description: The Proxmox task (UPID) that failed, or that held the guest.
+  returned: failure, when a Proxmox task failed or held the guest
+  type: str
+  sample: "UPID:pve1:0000A1B2:0001C3D4:6560A1B2:qmsnapshot:100:root@pam:"
 results:
-  description: One entry per guest of O(vms), each with the keys of a single-VM result plus C(item) and
-    C(failed) (and C(msg) when failed).
+  description: One entry per VM of O(vms), in the same order, with the keys of a single-VM result.
   returned: batch mode (O(vms))
   type: list
   elements: dict
+  contains:
+    item:
+      description: The entry of O(vms) this result is for.
+      type: str
+      sample: web01
+    failed:
+      description: Whether this VM failed.
+      type: bool
+      sample: false
+    changed:
+      description: Whether this VM changed (or would change in check mode).
+      type: bool
+      sample: true
+    msg:
+      description: Why this VM failed, in the same words as a single-VM failure.
+      returned: failure of this VM
+      type: str
+      sample: "Failed to create snapshot 'before-patching' of VM 'web09' on proxmox: ..."
+    action:
+      description: What was done to this VM (or would be done in check mode).
+      returned: success of this VM
+      type: str
+      sample: created
+      choices: [created, exists, updated, deleted, absent, reverted]
+    vm:
+      description: The VM acted on. When this VM failed, the entry of O(vms) (a string).
+      returned: always (a string on failure of this VM)
+      type: dict
+      contains: *vm
+    snapshot:
+      description: As the single-VM RV(snapshot). When this VM failed, the snapshot name as given (a string) or null.
+      returned: always (a string on failure of this VM)
+      type: dict
+      contains: *snapshot
+    snapshots:
+      description: As the single-VM RV(snapshots).
+      returned: success of this VM, when O(delete_all) deleted something
+      type: list
+      elements: dict
+      contains: *snapshot
+    diff:
+      description: Snapshot names before and after.
+      returned: diff mode, success of this VM
+      type: dict
+      sample: {"before": {"snapshots": []}, "after": {"snapshots": ["before-patching"]}}
+    error:
+      description: The kind of error, one of C(VmNotFound), C(AmbiguousVm), C(SnapshotNotFound), C(AmbiguousSnapshot),
+        C(PrecheckFailed), C(GuestBusy), C(InvalidRequest), C(SnapshotTimeout), C(ProviderError), C(ConnectionFailed).
+      returned: failure of this VM
+      type: str
+      sample: SnapshotNotFound
+    provider:
+      description: The provider that failed.
+      returned: failure of this VM
+      type: str
+      sample: proxmox
+    busy:
+      description: What holds the VM (a lock, a task or a job), when another job kept it busy.
+      returned: failure, when the error is C(GuestBusy)
+      type: str
+      sample: locked (backup)
+    candidates:
+      description: What an ambiguous name matches, when the error is C(AmbiguousVm) or C(AmbiguousSnapshot).
+      returned: failure, when a name is ambiguous
+      type: list
+      elements: dict
+    lock:
+      description: The guest's lock, when Proxmox refused the task because another job took the guest just as it
+        started.
+      returned: failure, when the guest was locked
+      type: str
+      sample: backup
+    upid:
+      description: The Proxmox task (UPID) that failed, or that held the guest.
+      returned: failure, when a Proxmox task failed or held the guest
+      type: str
+      sample: "UPID:pve1:0000A1B2:0001C3D4:6560A1B2:qmsnapshot:100:root@pam:"
 failed_vms:
   description: The entries of O(vms) that failed.
   returned: batch mode (O(vms))
   type: list
   elements: str
+  sample: []
 """
 
 from ansible_collections.prechange.snapshots.plugins.module_utils._module import run_snapshot_module
@@ -238,7 +352,7 @@ REQUIREMENTS = [("proxmoxer", PROXMOXER_IMPORT_ERROR)]
 
 def main(module_class=None):
     run_snapshot_module(ProxmoxBackend, connection_argument_spec(), extra_spec=snapshot_extra_spec(),
-                        provider_options=("force",), module_kwargs=connection_module_kwargs(),
+                        module_kwargs=connection_module_kwargs(),
                         requirements=REQUIREMENTS, module_class=module_class)
 
 

@@ -49,25 +49,97 @@ EXAMPLES = r"""
 
 RETURN = r"""
 vms:
-  description: One entry per guest listed.
-  returned: always
+  description: One entry per VM listed.
+  returned: success
   type: list
   elements: dict
   contains:
     vm:
-      description: The guest (name, id as the vmid, power_state).
+      description: The VM.
       type: dict
+      contains: &vm
+        name:
+          description: Guest name (the hostname for a container).
+          type: str
+          sample: web01
+        id:
+          description: The vmid.
+          type: str
+          sample: "100"
+        power_state:
+          description: The VM's power state as the task read it (running, paused, stopped, suspended or unknown).
+          type: str
+          sample: running
     snapshots:
-      description: The guest's snapshots that pass the filters, oldest first, with the same keys as the
-        C(snapshot) result of M(prechange.snapshots.proxmox_snapshot).
+      description: The VM's snapshots that pass the filters, oldest first.
       type: list
       elements: dict
+      contains: &snapshot
+        name:
+          description: Snapshot name.
+          type: str
+          sample: before-patching
+        id:
+          description: Snapshot id (for Proxmox, the name).
+          type: str
+          sample: before-patching
+        description:
+          description: The user's description, without the ownership marker.
+          type: str
+          sample: Kernel update CHG0042
+        created:
+          description: Creation time (Proxmox C(snaptime)), UTC ISO 8601.
+          type: str
+          sample: "2026-11-22T02:15:00Z"
+        age_seconds:
+          description: Age in seconds at the time of the task.
+          type: int
+          sample: 42
+        parent:
+          description: Name of the parent snapshot, null for a root snapshot.
+          type: str
+          sample: null
+        children:
+          description: Names of the direct children.
+          type: list
+          elements: str
+          sample: []
+        current:
+          description: Whether the guest's current state descends from this snapshot directly.
+          type: bool
+          sample: true
+        memory:
+          description: Whether the snapshot holds RAM (C(vmstate)).
+          type: bool
+          sample: true
+        quiesced:
+          description: V(false) when the task asked for quiescing (Proxmox has no such switch), otherwise null.
+          type: bool
+          sample: null
+        owner:
+          description: The ownership marker (run, creator, created, expires, ticket) when the collection made it, else
+            null.
+          type: dict
+          sample: {"run": "20261122T021500Z-4f2a", "creator": "ops@bastion", "created": "2026-11-22T02:15:00Z",
+                   "expires": "2026-11-29T02:15:00Z", "ticket": "CHG0042"}
+        power_state:
+          description: V(running) for a snapshot with RAM, otherwise null (Proxmox does not record it).
+          type: str
+          sample: running
+        depth:
+          description: Depth in the snapshot tree, 1 for a root snapshot.
+          type: int
+          sample: 1
+        snapstate:
+          description: Present only for an incomplete snapshot (C(prepare) or C(delete)), as Proxmox reports it.
+          type: str
+          sample: delete
     count:
-      description: How many snapshots the guest has in all, before filtering.
+      description: How many snapshots the VM has in all, before filtering.
       type: int
       sample: 2
     current:
-      description: Name of the snapshot the current state descends from, or null.
+      description: Name of the current snapshot, or null.
       type: str
       sample: before-patching
     max_depth:
@@ -79,12 +151,30 @@ vms:
       type: int
       sample: 3600
 vm:
-  description: The guest, when O(vm) was given.
-  returned: when O(vm) is given
+  description: The VM, when O(vm) was given. When the task failed, the VM as given (a string) or null.
+  returned: when O(vm) is given, or on failure (a string)
   type: dict
+  contains: *vm
 snapshots:
-  description: The guest's filtered snapshots, when O(vm) was given.
-  returned: when O(vm) is given
+  description: The VM's filtered snapshots, when O(vm) was given.
+  returned: success, when O(vm) is given
+  type: list
+  elements: dict
+  contains: *snapshot
+error:
+  description: The kind of error, one of C(VmNotFound), C(AmbiguousVm), C(SnapshotNotFound), C(AmbiguousSnapshot),
+    C(PrecheckFailed), C(GuestBusy), C(InvalidRequest), C(SnapshotTimeout), C(ProviderError), C(ConnectionFailed).
+  returned: failure
+  type: str
+  sample: SnapshotNotFound
+provider:
+  description: The provider that failed.
+  returned: failure
+  type: str
+  sample: proxmox
+candidates:
+  description: What an ambiguous name matches, when the error is C(AmbiguousVm) or C(AmbiguousSnapshot).
+  returned: failure, when a name is ambiguous
   type: list
   elements: dict
 """

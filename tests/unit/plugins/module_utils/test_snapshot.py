@@ -171,6 +171,52 @@ def test_check_mode_never_mutates_and_predicts_changed(state, exists):
     assert [s.name for s in check_backend.snaps] == [s["name"] for s in (EXISTING if exists else ABSENT)]
 
 
+# Every action the engine has, by the kwargs that ask for it: (label, snapshots, state, kwargs).
+TREE = [{"name": "base", "id": "1", "description": "a"},
+        {"name": "snap", "id": "2", "parent_id": "1", "current": True, "description": "b",
+         "owner": make_marker(run="r1", expires="2000-01-01T00:00:00Z")}]
+ACTIONS = [
+    ("create", ABSENT, "present", {}),
+    ("exists", TREE, "present", {"description": "b"}),
+    ("re-describe", TREE, "present", {"description": "new text"}),
+    ("rename", TREE, "present", {"new_name": "renamed"}),
+    ("rename, done already", TREE, "present", {"name": "gone", "new_name": "snap"}),
+    ("delete", TREE, "absent", {}),
+    ("absent", ABSENT, "absent", {}),
+    ("delete with children", TREE, "absent", {"name": "base", "remove_children": True}),
+    ("revert", TREE, "reverted", {"name": "base"}),
+    ("delete_all owned", TREE, "absent", {"name": None, "delete_all": "owned"}),
+    ("delete_all expired", TREE, "absent", {"name": None, "delete_all": "expired"}),
+    ("delete_all all", TREE, "absent", {"name": None, "delete_all": "all"}),
+    ("delete_all, nothing", ABSENT, "absent", {"name": None, "delete_all": "owned"}),
+]
+
+
+def _outcome_or_error(backend, state, kwargs, check_mode):
+    try:
+        outcome = ensure(backend, backend.find_vm("web01"), _params(state, **kwargs), check_mode)
+    except Exception as error:  # pylint: disable=broad-except
+        return ("failed", type(error).__name__, str(error))
+    return (outcome.changed, outcome.action, outcome.after)
+
+
+@pytest.mark.parametrize("supports", [True, False], ids=["supported", "unsupported"])
+@pytest.mark.parametrize("label,snaps,state,kwargs", ACTIONS, ids=[a[0] for a in ACTIONS])
+def test_check_mode_predicts_every_action_and_mutates_nothing(label, snaps, state, kwargs, supports):
+    """Where the provider cannot re-describe or rename, check mode fails exactly as the real run does."""
+    check, real = FakeBackend(snaps), FakeBackend(snaps)
+    for backend in (check, real):
+        backend.supports_update = backend.supports_rename = supports
+    predicted = _outcome_or_error(check, state, kwargs, check_mode=True)
+    actual = _outcome_or_error(real, state, kwargs, check_mode=False)
+    assert predicted == actual
+    assert not set(check.calls) & set(MUTATORS), check.calls
+    assert [(s.name, s.description, s.current) for s in check.snaps] == [
+        (s["name"], s.get("description", ""), s.get("current", False)) for s in snaps]
+    if not supports and label in ("re-describe", "rename"):
+        assert predicted[:2] == ("failed", "InvalidRequest")
+
+
 @pytest.mark.parametrize("state,exists,changed,action", [
     ("present", True, False, "exists"),
     ("present", False, True, "created"),
