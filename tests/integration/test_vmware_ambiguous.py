@@ -117,7 +117,9 @@ def _assert_ambiguous(result, action, vms, where):
                      result["msg"]), (where, result["msg"])
     for pattern in _candidates_re(vms):
         assert re.search(pattern, result["msg"]), (where, result["msg"])
-    assert "Name the VM by its UUID or managed object id" in result["msg"], (where, result["msg"])
+    assert result["msg"].endswith(". Name the VM by its instance UUID or managed object id, or give its 'folder' (and "
+                                  "'datacenter' when several datacenters have that folder); nothing was changed."), (
+        where, result["msg"])
     moids = sorted(c["id"] for c in result["candidates"])
     assert moids == sorted(vm._moId for k, vm in vms.items() if k != "solo"), where  # pylint: disable=protected-access
 

@@ -226,10 +226,12 @@ def folder_backend(folders, children=None, params=None, scope=None):
     ("auto", ["web01"], 1, "find_child"),
     ("auto", ["web01"], _vmware.FIND_CHILD_MAX, "find_child"),
     ("auto", ["web01"], _vmware.FIND_CHILD_MAX + 1, "search"),
-    ("auto", ["web01", "web02"], 1, "search"),
+    ("auto", ["web01", "web02"], _vmware.FIND_CHILD_MAX // 2, "find_child"),
+    ("auto", ["web01", "web02"], _vmware.FIND_CHILD_MAX // 2 + 1, "search"),
+    ("auto", ["vm%d" % i for i in range(_vmware.FIND_CHILD_MAX + 1)], None, "search"),
     ("search", ["web01"], 1, "search"),
 ])
-def test_name_check_one_name_by_folder_many_names_in_one_query(lookup, names, folders, expected):
+def test_name_check_find_child_while_names_times_folders_are_few(lookup, names, folders, expected):
     assert name_check(lookup, names, folders) == expected
 
 
@@ -283,24 +285,37 @@ def test_resolve_bare_name_in_many_folders_takes_one_search():
     assert index.calls == []
 
 
-def test_resolve_batch_checks_every_bare_name_in_one_query_and_qualified_refs_by_index():
+def test_resolve_batch_checks_every_bare_name_in_every_folder_and_qualified_refs_by_index():
     uuid = "4207f3c1-5b1a-2e6c-8d3e-0a1b2c3d4e5f"
     by_uuid = vm_mo("vm-3")
-    backend, index = folder_backend({"group-v3": VM_FOLDER})
+    backend, index = folder_backend(
+        {"group-v3": VM_FOLDER, "group-v9": VM_FOLDER},
+        children={("group-v3", "web01"): vm_mo("vm-1"), ("group-v3", "twin"): vm_mo("vm-8"),
+                  ("group-v9", "twin"): vm_mo("vm-9")})
     index.uuids[(uuid, True)] = [by_uuid]
-    searched = []
-
-    def search(names):
-        searched.append(list(names))
-        return {"web01": [vm_mo("vm-1")], "twin": [vm_mo("vm-8"), vm_mo("vm-9")]}
-
-    backend._search_names = search  # pylint: disable=protected-access
     result = backend._resolve(["web01", "twin", uuid, "vm-5"])  # pylint: disable=protected-access
-    assert searched == [["web01", "twin"]]
-    assert backend.views == [] and index.calls == []
+    assert sorted(index.calls) == sorted(("child", f, n) for f in ("group-v3", "group-v9") for n in ("web01", "twin"))
+    assert len(backend.views) == 1
     assert result["web01"]._moId == "vm-1"
     assert isinstance(result["twin"], AmbiguousVm)
+    assert [c["id"] for c in result["twin"].details["candidates"]] == ["vm-8", "vm-9"]
     assert result[uuid] is by_uuid and result["vm-5"]._moId == "vm-5"
+
+
+def test_resolve_big_batch_checks_every_bare_name_in_one_query():
+    names = ["vm%d" % i for i in range(_vmware.FIND_CHILD_MAX + 1)]
+    backend, index = folder_backend({"group-v3": VM_FOLDER})
+    searched = []
+
+    def search(wanted):
+        searched.append(list(wanted))
+        return dict({n: [vm_mo("vm-%d" % i)] for i, n in enumerate(wanted)}, vm0=[vm_mo("vm-8"), vm_mo("vm-9")])
+
+    backend._search_names = search  # pylint: disable=protected-access
+    result = backend._resolve(names)  # pylint: disable=protected-access
+    assert searched == [names]
+    assert backend.views == [] and index.calls == []
+    assert isinstance(result["vm0"], AmbiguousVm) and result["vm1"]._moId == "vm-1"
 
 
 def test_resolve_with_a_folder_takes_the_inventory_path_without_a_search():
@@ -322,10 +337,10 @@ def test_resolve_same_folder_path_in_two_datacenters_is_ambiguous():
     assert "path-of-vm-1 (vm-1)" in error.message
 
 
-def test_resolve_falls_back_to_one_search_for_every_unresolved_name():
+def test_resolve_search_mode_checks_every_name_in_one_query():
     searched = []
     index = FakeIndex()
-    backend = make_backend(content=SimpleNamespace(searchIndex=index))
+    backend = make_backend({"vm_lookup": "search"}, content=SimpleNamespace(searchIndex=index))
     backend._datacenters = ["DC1"]  # pylint: disable=protected-access
     deep = vm_mo("vm-7")
 
