@@ -14,15 +14,23 @@ managed object id or a UUID, the same VM is found; a unique bare name still work
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
 
 import pytest
 
-from conftest import _vsphere, _vsphere_tree, run_playbook  # pylint: disable=import-error
+from conftest import REPO, _vsphere, _vsphere_tree, run_playbook  # pylint: disable=import-error
 
 pyVmomi = pytest.importorskip("pyVmomi")
 from pyVim.task import WaitForTask  # noqa: E402  pylint: disable=wrong-import-position
 from pyVmomi import vim  # noqa: E402  pylint: disable=wrong-import-position
+
+# The workflow's lookup is driven directly (the checkout as the collection, linked by conftest).
+sys.path.insert(0, os.path.join(REPO, "build", "collections"))
+from ansible_collections.prechange.snapshots.plugins.module_utils._errors import AmbiguousVm  # noqa: E402
+from ansible_collections.prechange.snapshots.plugins.module_utils._vmware import VmwareBackend  # noqa: E402
+from ansible_collections.prechange.snapshots.plugins.module_utils._workflow import resolve_vms  # noqa: E402
 
 TWIN, SOLO, FOLDER = "amb-twin", "amb-solo", "amb"
 MODES = ("auto", "search")
@@ -202,3 +210,22 @@ def test_qualified_names_and_unique_bare_names_still_work(twins, tmp_path):  # p
     assert {"q-folder", "q-batch"} <= names["sub"] and not {"q-folder", "q-batch"} & names["root"]
     assert "q-moid" in names["root"] and "q-moid" not in names["sub"]
     assert "q-solo" in names["solo"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_workflows_lookup_refuses_the_bare_name_and_finds_the_others(twins, mode):  # pylint: disable=redefined-outer-name
+    """The roles' hosts are looked up together (resolve_vms, batch mode): one host per VM name."""
+    conn, vms = twins["conn"], twins["vms"]
+    params = {"hostname": conn["hostname"], "port": conn["port"], "username": conn["username"],
+              "password": conn["password"], "validate_certs": False, "state": "reverted", "vm_lookup": mode}
+    items = [("web", {"vm": TWIN, "vm_match": "name"}), ("web-auto", {"vm": TWIN, "vm_match": "auto"}),
+             ("solo", {"vm": SOLO, "vm_match": "name"}),
+             ("by-id", {"vm": vms["sub"]._moId, "vm_match": "name"})]  # pylint: disable=protected-access
+    with VmwareBackend(params) as backend:
+        found = resolve_vms(backend, items)
+    for host in ("web", "web-auto"):
+        assert isinstance(found[host], AmbiguousVm), (host, found[host])
+        assert sorted(c["id"] for c in found[host].details["candidates"]) == sorted(
+            [vms["root"]._moId, vms["sub"]._moId])  # pylint: disable=protected-access
+    assert found["solo"].id == vms["solo"]._moId  # pylint: disable=protected-access
+    assert found["by-id"].id == vms["sub"]._moId  # pylint: disable=protected-access
