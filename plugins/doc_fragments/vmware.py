@@ -86,7 +86,7 @@ options:
         folders), it reads the name of every VM in scope instead, in one property-collector query for all
         the names of the task. A name with O(folder) is one inventory-path lookup.
       - V(search) always reads the name of every VM in scope in one property-collector query. That query's
-        cost grows with the inventory (mostly pyVmomi parsing the answer on the controller: about 0.05 s
+        cost grows with the inventory (mostly pyVmomi parsing the answer on the controller, about 0.05 s
         per 1000 VMs).
     type: str
     choices: [auto, search]
