@@ -13,6 +13,8 @@ against vcsim in tests/integration/test_vmware_playbooks.py:
 - ``SearchIndex.FindByInventoryPath`` returns the object at ``<dc>/vm/<folder...>/<name>`` or None
   (any entity type, so a folder of that name can come back);
 - ``SearchIndex.FindAllByUuid`` returns every VM with the UUID (BIOS UUIDs repeat after clones);
+- ``SearchIndex.FindChild(folder, name)`` returns the entity of that name directly in the folder or vApp,
+  or None; vSphere keeps names unique per folder, not per datacenter;
 - a task's ``info.state`` is queued / running until success (``info.result``) or error (``info.error``,
   a MethodFault whose ``msg`` is vSphere's own localized text);
 - ``RevertToSnapshot_Task(suppressPowerOn=True)`` never powers the VM on.
@@ -41,6 +43,7 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._vmware import
     fault_text,
     folder_is_absolute,
     inventory_paths,
+    name_check,
     normalize_uuid,
     power_state,
     snapshots_from_info,
@@ -174,9 +177,10 @@ def make_backend(params=None, **attrs):
 
 
 class FakeIndex(object):
-    def __init__(self, paths=None, uuids=None):
+    def __init__(self, paths=None, uuids=None, children=None):
         self.paths = paths or {}
         self.uuids = uuids or {}
+        self.children = children or {}
         self.calls = []
 
     def FindByInventoryPath(self, path):  # noqa: N802  pylint: disable=invalid-name
@@ -186,44 +190,157 @@ class FakeIndex(object):
     def FindAllByUuid(self, uuid, vmSearch, instanceUuid):  # noqa: N802,N803  pylint: disable=invalid-name
         return self.uuids.get((uuid, instanceUuid), [])
 
+    def FindChild(self, entity, name):  # noqa: N802  pylint: disable=invalid-name
+        self.calls.append(("child", entity._moId, name))  # pylint: disable=protected-access
+        return self.children.get((entity._moId, name))  # pylint: disable=protected-access
+
 
 def vm_mo(moid):
     return vim.VirtualMachine(moid, None)
 
 
-def test_resolve_by_path_in_each_datacenter_without_a_search():
-    web = vm_mo("vm-1")
-    index = FakeIndex(paths={"DC2/vm/web01": web})
-    backend = make_backend(content=SimpleNamespace(searchIndex=index))
-    backend._datacenters = ["DC1", "DC2"]  # pylint: disable=protected-access
+ROOT = vim.Folder("group-d1", None)
+VM_FOLDER = ["Folder", "VirtualMachine", "VirtualApp"]
+
+
+def folder_backend(folders, children=None, params=None, scope=None):
+    """A backend whose scope holds ``folders`` ({moid: childType}) and whose FindChild answers ``children``."""
+    index = FakeIndex(children=children)
+    backend = make_backend(params, content=SimpleNamespace(searchIndex=index, rootFolder=ROOT))
+    backend._search_scope = lambda: scope or [ROOT]  # pylint: disable=protected-access
+    rows = [(vim.Folder(moid, None), {"childType": kinds}) for moid, kinds in folders.items()]
+    backend.views = []
+
+    def view(container, obj_type, paths, more=()):
+        backend.views.append((container._moId, obj_type, list(more)))  # pylint: disable=protected-access
+        return rows
+
+    backend._view_properties = view  # pylint: disable=protected-access
     backend._search_names = lambda names: pytest.fail("searched")  # pylint: disable=protected-access
-    assert backend._resolve(["web01"]) == {"web01": web}  # pylint: disable=protected-access
-    assert index.calls == ["DC1/vm/web01", "DC2/vm/web01"]
-
-
-def test_resolve_same_name_in_two_datacenters_is_ambiguous():
-    index = FakeIndex(paths={"DC1/vm/web01": vm_mo("vm-1"), "DC2/vm/web01": vm_mo("vm-2")})
-    backend = make_backend(content=SimpleNamespace(searchIndex=index))
-    backend._datacenters = ["DC1", "DC2"]  # pylint: disable=protected-access
     backend._path_of = lambda obj: "path-of-" + obj._moId  # pylint: disable=protected-access
+    return backend, index
+
+
+@pytest.mark.parametrize("lookup, names, folders, expected", [
+    ("auto", ["web01"], None, "find_child"),
+    ("auto", ["web01"], 1, "find_child"),
+    ("auto", ["web01"], _vmware.FIND_CHILD_MAX, "find_child"),
+    ("auto", ["web01"], _vmware.FIND_CHILD_MAX + 1, "search"),
+    ("auto", ["web01", "web02"], _vmware.FIND_CHILD_MAX // 2, "find_child"),
+    ("auto", ["web01", "web02"], _vmware.FIND_CHILD_MAX // 2 + 1, "search"),
+    ("auto", ["vm%d" % i for i in range(_vmware.FIND_CHILD_MAX + 1)], None, "search"),
+    ("search", ["web01"], 1, "search"),
+])
+def test_name_check_find_child_while_names_times_folders_are_few(lookup, names, folders, expected):
+    assert name_check(lookup, names, folders) == expected
+
+
+def test_resolve_bare_name_directly_in_the_vm_folder_with_a_namesake_in_a_subfolder_is_ambiguous():
+    """The issue 14 case: the fast path used to take DC0/vm/web01 without looking further."""
+    root_vm, team_vm = vm_mo("vm-42"), vm_mo("vm-51")
+    backend, index = folder_backend(
+        {"group-v3": VM_FOLDER, "group-h4": ["Folder", "ComputeResource"], "group-v9": VM_FOLDER},
+        children={("group-v3", "web01"): root_vm, ("group-v9", "web01"): team_vm})
+    error = backend._resolve(["web01"])["web01"]  # pylint: disable=protected-access
+    assert isinstance(error, AmbiguousVm)
+    assert error.action == "create"
+    assert [c["id"] for c in error.details["candidates"]] == ["vm-42", "vm-51"]
+    assert "2 VMs match this name: path-of-vm-42 (vm-42), path-of-vm-51 (vm-51)" in error.message
+    # Only VM folders are asked; no inventory-path shortcut is taken for a bare name.
+    assert sorted(index.calls) == [("child", "group-v3", "web01"), ("child", "group-v9", "web01")]
+
+
+def test_resolve_unique_bare_name_by_folder_and_vapp():
+    web = vm_mo("vm-7")
+    backend, index = folder_backend({"group-v3": VM_FOLDER}, children={("resgroup-v5", "web01"): web})
+    app = vim.VirtualApp("resgroup-v5", None)
+    rows = backend._view_properties(ROOT, None, None) + [(app, {"name": "app"})]  # pylint: disable=protected-access
+    backend._view_properties = lambda container, obj_type, paths, more=(): rows  # pylint: disable=protected-access
+    assert backend._resolve(["web01"]) == {"web01": web}  # pylint: disable=protected-access
+    assert sorted(index.calls) == [("child", "group-v3", "web01"), ("child", "resgroup-v5", "web01")]
+
+
+def test_resolve_a_folder_named_like_the_vm_is_not_the_vm():
+    backend, _index = folder_backend({"group-v3": VM_FOLDER},
+                                     children={("group-v3", "web01"): vim.Folder("group-v8", None)})
+    assert isinstance(backend._resolve(["web01"])["web01"], VmNotFound)  # pylint: disable=protected-access
+
+
+def test_resolve_scope_folder_is_asked_too_and_folders_are_read_once_per_scope_container():
+    team = vim.Folder("group-v9", None)
+    web = vm_mo("vm-51")
+    backend, index = folder_backend({}, children={("group-v9", "web01"): web}, scope=[team])
+    assert backend._resolve(["web01"]) == {"web01": web}  # pylint: disable=protected-access
+    assert index.calls == [("child", "group-v9", "web01")]
+    assert backend.views == [("group-v9", vim.Folder, [(vim.VirtualApp, ["name"])])]
+
+
+def test_resolve_bare_name_in_many_folders_takes_one_search():
+    folders = {"group-v%d" % i: VM_FOLDER for i in range(_vmware.FIND_CHILD_MAX + 1)}
+    backend, index = folder_backend(folders)
+    searched = []
+    backend._search_names = lambda names: searched.append(names) or {"web01": [vm_mo("vm-1")]}  # pylint: disable=protected-access
+    assert backend._resolve(["web01"])["web01"]._moId == "vm-1"  # pylint: disable=protected-access
+    assert searched == [["web01"]]
+    assert index.calls == []
+
+
+def test_resolve_batch_checks_every_bare_name_in_every_folder_and_qualified_refs_by_index():
+    uuid = "4207f3c1-5b1a-2e6c-8d3e-0a1b2c3d4e5f"
+    by_uuid = vm_mo("vm-3")
+    backend, index = folder_backend(
+        {"group-v3": VM_FOLDER, "group-v9": VM_FOLDER},
+        children={("group-v3", "web01"): vm_mo("vm-1"), ("group-v3", "twin"): vm_mo("vm-8"),
+                  ("group-v9", "twin"): vm_mo("vm-9")})
+    index.uuids[(uuid, True)] = [by_uuid]
+    result = backend._resolve(["web01", "twin", uuid, "vm-5"])  # pylint: disable=protected-access
+    assert sorted(index.calls) == sorted(("child", f, n) for f in ("group-v3", "group-v9") for n in ("web01", "twin"))
+    assert len(backend.views) == 1
+    assert result["web01"]._moId == "vm-1"
+    assert isinstance(result["twin"], AmbiguousVm)
+    assert [c["id"] for c in result["twin"].details["candidates"]] == ["vm-8", "vm-9"]
+    assert result[uuid] is by_uuid and result["vm-5"]._moId == "vm-5"
+
+
+def test_resolve_big_batch_checks_every_bare_name_in_one_query():
+    names = ["vm%d" % i for i in range(_vmware.FIND_CHILD_MAX + 1)]
+    backend, index = folder_backend({"group-v3": VM_FOLDER})
+    searched = []
+
+    def search(wanted):
+        searched.append(list(wanted))
+        return dict({n: [vm_mo("vm-%d" % i)] for i, n in enumerate(wanted)}, vm0=[vm_mo("vm-8"), vm_mo("vm-9")])
+
+    backend._search_names = search  # pylint: disable=protected-access
+    result = backend._resolve(names)  # pylint: disable=protected-access
+    assert searched == [names]
+    assert backend.views == [] and index.calls == []
+    assert isinstance(result["vm0"], AmbiguousVm) and result["vm1"]._moId == "vm-1"
+
+
+def test_resolve_with_a_folder_takes_the_inventory_path_without_a_search():
+    web = vm_mo("vm-51")
+    backend, index = folder_backend({"group-v3": VM_FOLDER}, params={"folder": "team"})
+    index.paths = {"DC2/vm/team/web01": web}
+    backend._datacenters = ["DC1", "DC2"]  # pylint: disable=protected-access
+    assert backend._resolve(["web01"]) == {"web01": web}  # pylint: disable=protected-access
+    assert index.calls == ["DC1/vm/team/web01", "DC2/vm/team/web01"] and backend.views == []
+
+
+def test_resolve_same_folder_path_in_two_datacenters_is_ambiguous():
+    backend, index = folder_backend({}, params={"folder": "team"})
+    index.paths = {"DC1/vm/team/web01": vm_mo("vm-1"), "DC2/vm/team/web01": vm_mo("vm-2")}
+    backend._datacenters = ["DC1", "DC2"]  # pylint: disable=protected-access
     error = backend._resolve(["web01"])["web01"]  # pylint: disable=protected-access
     assert isinstance(error, AmbiguousVm)
     assert [c["id"] for c in error.details["candidates"]] == ["vm-1", "vm-2"]
     assert "path-of-vm-1 (vm-1)" in error.message
 
 
-def test_resolve_a_folder_named_like_the_vm_is_not_the_vm():
-    index = FakeIndex(paths={"DC1/vm/web01": vim.Folder("group-1", None)})
-    backend = make_backend(content=SimpleNamespace(searchIndex=index))
-    backend._datacenters = ["DC1"]  # pylint: disable=protected-access
-    backend._search_names = lambda names: {n: [] for n in names}  # pylint: disable=protected-access
-    assert isinstance(backend._resolve(["web01"])["web01"], VmNotFound)  # pylint: disable=protected-access
-
-
-def test_resolve_falls_back_to_one_search_for_every_unresolved_name():
+def test_resolve_search_mode_checks_every_name_in_one_query():
     searched = []
     index = FakeIndex()
-    backend = make_backend(content=SimpleNamespace(searchIndex=index))
+    backend = make_backend({"vm_lookup": "search"}, content=SimpleNamespace(searchIndex=index))
     backend._datacenters = ["DC1"]  # pylint: disable=protected-access
     deep = vm_mo("vm-7")
 
