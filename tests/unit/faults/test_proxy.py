@@ -226,3 +226,45 @@ def test_loopback_only_and_known_modes(server):
             proxy.set_fault("explode")
         with pytest.raises(TypeError):
             proxy.set_fault("reset", match="text")
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    certs = pytest.importorskip("fakepve.certs")
+    import ssl  # pylint: disable=import-outside-toplevel
+    certfile, keyfile, _der = certs.make_cert(str(tmp_path))
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    srv.daemon_threads = True
+    srv.seen = []
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certfile, keyfile)
+    srv.socket = context.wrap_socket(srv.socket, server_side=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.mark.parametrize("tls_version", ["TLSv1_2", "TLSv1_3"])
+def test_through_tls_one_request_is_one_http_request(tls_server, tls_version):
+    import ssl  # pylint: disable=import-outside-toplevel
+    context = ssl._create_unverified_context()  # pylint: disable=protected-access
+    context.maximum_version = context.minimum_version = getattr(ssl.TLSVersion, tls_version)
+    with FaultProxy("127.0.0.1", tls_server.server_address[1]) as proxy:
+        # The handshakes are not requests: two connections, five HTTP requests.
+        for requests in (3, 2):
+            conn = http.client.HTTPSConnection("127.0.0.1", proxy.port, timeout=5, context=context)
+            for _ in range(requests):
+                assert _get(conn) == b"hello"
+            conn.close()
+        assert proxy.requests == 5
+        # So after_requests counts HTTP requests: the third one of a new connection is reset.
+        proxy.set_fault("reset", after_requests=2)
+        conn = http.client.HTTPSConnection("127.0.0.1", proxy.port, timeout=5, context=context)
+        assert _get(conn) == b"hello"
+        assert _get(conn, "/big") == BIG
+        with pytest.raises(ConnectionResetError):
+            _get(conn)
+        assert proxy.hits == 1
+        assert len(tls_server.seen) == 8
