@@ -36,9 +36,10 @@ the server's handshake was encrypted, is skipped). The fault hits the first requ
 when it is given. ``match`` needs a plain-text client side: through TLS the bytes are ciphertext and
 never match, so against the HTTPS test backends count with ``after_requests`` (``requests`` and ``log``
 show what was seen: a run in check mode counts the reads a real run makes before its change). One caveat:
-a TLS 1.3 session ticket the server sends just after the handshake can fall between a request's headers
-and body when the client writes them apart (urllib3 2 does), and the body then counts as a request of its
-own; the fakepve server sends no tickets for that reason (tests/backends/fakepve/realism.py).
+TLS 1.3 servers send session tickets after the handshake, as application data, at a moment of their
+own: a ticket that falls between a request's headers and body (urllib3 2 writes them apart) or between
+the client's Finished and its first request makes the count vary from run to run. Pin the clients to
+TLS 1.2 for exact counts (``tls12_clients`` in tests/faults/test_transport.py does).
 "reset" and "truncate" are one-shot (back to "pass" after firing); "refuse" and "stall" last until
 ``set_fault("pass")``.
 

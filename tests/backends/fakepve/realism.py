@@ -55,26 +55,6 @@ class RealisticPve(FakePve):
         # Scenario: storage errors a delete meets (vmid -> message); see fail_snapshot_storage().
         self.storage_errors = {}
 
-    async def start(self, certfile, keyfile):
-        """fakepve's start, with TLS 1.3 session tickets off (num_tickets = 0).
-
-        Why: the transport fault tests (tests/faults) count requests through a TCP proxy as the client's TLS
-        application-data bursts. A ticket the server sends after the handshake can land between the headers
-        and the body of the first POST on a connection (urllib3 2 writes them apart), and the body would count
-        as a second request now and then. No client of these tests resumes sessions, so nothing else changes.
-        """
-        import ssl
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(certfile, keyfile)
-        ctx.num_tickets = 0
-        if self.network.get('seed') is not None:
-            self._random.seed(self.network['seed'])
-        self.runner = web.AppRunner(self._build_app())
-        await self.runner.setup()
-        await web.TCPSite(self.runner, self.host, self.port, ssl_context=ctx).start()
-        if not self.port:
-            self.port = self.runner.addresses[0][1]
-
     # ------------------------------------------------------------ helpers
 
     async def _scaled_sleep(self, secs):
