@@ -243,15 +243,16 @@ class LibvirtBackend(SnapshotBackend):
                                    provider=self.provider, details={"exception": LIBVIRT_IMPORT_ERROR},
                                    hint="Install libvirt-python on the controller")
         self.uri = params.get("uri") or "qemu:///system"
+        self._looked_up = {}  # (vm id, snapshot name) -> virDomainSnapshot, see _look_up_once
         self.host = urlparse(self.uri).hostname or self.uri
         self.timeout = params.get("timeout") or DEFAULT_TIMEOUT
         # How long a silent connection is waited for (the bound messages name).
         self.silence, interval, count = keepalive(self.timeout)
         # Without this, libvirt prints every error to stderr as well as raising it.
         libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-        keepalive = _event_loop()
+        events = _event_loop()
         self.conn = self._open()
-        if keepalive:
+        if events:
             try:
                 self.conn.setKeepAlive(interval, count)
             except libvirt.libvirtError:
@@ -442,7 +443,16 @@ class LibvirtBackend(SnapshotBackend):
                 "quiesce needs the QEMU guest agent and it does not answer: %s" % error.get_error_message(),
                 hint="Start qemu-guest-agent in the guest, or set quiesce: false; nothing was changed")
 
+    def _look_up_once(self, vm, snapshot):
+        """The libvirt snapshot object, read in the precheck (check mode makes the same reads as a real run,
+        which the transport tests count on) and kept for the change."""
+        key = (vm.id, snapshot.name)
+        if key not in self._looked_up:
+            self._looked_up[key] = self._lookup(vm, snapshot.name)
+        return self._looked_up[key]
+
     def check_delete(self, vm, snapshot, snapshots, remove_children):
+        self._look_up_once(vm, snapshot)
         locations = {s.extra.get("location") for s in snapshots}
         if len(locations) > 1:
             raise PrecheckFailed(
@@ -466,6 +476,7 @@ class LibvirtBackend(SnapshotBackend):
                     hint="Commit or remove the overlay first (virsh blockcommit); nothing was changed")
 
     def check_revert(self, vm, snapshot, snapshots, power_state):
+        self._look_up_once(vm, snapshot)
         if snapshot.extra.get("location") == "internal":
             self._check_disks_unmoved(vm, snapshot, "reverted to")
         if snapshot.extra.get("location") == "external" and self.version < EXTERNAL_REVERT_VERSION:
@@ -501,7 +512,7 @@ class LibvirtBackend(SnapshotBackend):
 
     def delete(self, vm, snapshot, remove_children, timeout):
         flags = libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN if remove_children else 0
-        snap = self._lookup(vm, snapshot.name)
+        snap = self._look_up_once(vm, snapshot)
         self._act(lambda: snap.delete(flags), vm, timeout, "delete")
 
     def revert(self, vm, snapshot, power_state, timeout):
@@ -509,7 +520,7 @@ class LibvirtBackend(SnapshotBackend):
             "running": libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING,
             "paused": libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED,
         }.get(power_state, 0)
-        snap = self._lookup(vm, snapshot.name)
+        snap = self._look_up_once(vm, snapshot)
         self._act(lambda: vm.handle.revertToSnapshot(snap, flags), vm, timeout, "revert")
         if power_state == "stopped" and self._call(vm.handle.isActive, vm, timeout, "revert"):
             self._call(vm.handle.destroy, vm, timeout, "revert")
@@ -570,6 +581,8 @@ class LibvirtBackend(SnapshotBackend):
         thread.start()
         thread.join(timeout)
         if thread.is_alive():
+            # A silent connection, not a slow job, when the job statistics cannot be read either.
+            self._raise_transport_of_job_state(vm)
             raise SnapshotTimeout(
                 "timed out after %ss; last state: %s" % (timeout, self._job_state(vm)),
                 last_state=self._job_state(vm),
@@ -580,6 +593,14 @@ class LibvirtBackend(SnapshotBackend):
         if error is not None:
             raise error
         return outcome.get("value")
+
+    def _raise_transport_of_job_state(self, vm):
+        try:
+            vm.handle.jobStats(0)
+        except libvirt.libvirtError as error:
+            translated = self._translate(error, vm=vm.name)
+            if isinstance(translated, ConnectionLost):
+                raise translated.during_change(after_request=True)
 
     def _job_state(self, vm):
         try:
