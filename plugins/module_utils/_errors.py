@@ -18,6 +18,11 @@ to ``fail_json`` in exactly one place.
 
 from __future__ import annotations
 
+import http.client
+import socket
+import ssl
+from xml.parsers.expat import ExpatError
+
 
 class SnapshotError(Exception):
     """Base of every error the engine reports to the user."""
@@ -104,3 +109,142 @@ class ProviderError(SnapshotError):
 
 class ConnectionFailed(ProviderError):
     """The endpoint could not be reached or refused the credentials."""
+
+
+# How a connection broke, as the message says it ("lost the connection to <host> (<cause>)").
+TRANSPORT_CAUSES = {
+    "reset": "connection reset",
+    # A reset through TLS reads the same: Python's ssl takes it for the end of the stream.
+    "closed": "the connection closed before the whole answer arrived",
+    "refused": "connection refused",
+    "tls": "TLS error",
+}
+
+
+class ConnectionLost(ConnectionFailed):
+    """The connection to the API broke during a call: reset, an answer cut short, refused, or no answer in time.
+
+    Built by providers with ``connection_lost`` from their SDK's exception; the wording is here only, so every
+    provider says it the same way. ``details``: ``transport`` (reset, closed, refused, tls,
+    no_answer), ``host``, ``may_have_completed``: True when a change had been asked for when the connection
+    broke (the platform may still carry it out), False when nothing was changed. Until a provider or the
+    engine knows (``during_change``), it is None and reads as False.
+    """
+
+    def __init__(self, host, kind, cause=None, timeout=None, sent=None, **kwargs):
+        # A provider's own advice for when nothing was changed (for example on the first connection).
+        self.retry_hint = kwargs.pop("hint", None)
+        details = kwargs.pop("details", None) or {}
+        details.setdefault("transport", kind)
+        details.setdefault("host", host)
+        details.setdefault("may_have_completed", None)
+        super().__init__("", details=details, **kwargs)
+        self.host = host
+        self.kind = kind
+        self.cause = cause or TRANSPORT_CAUSES.get(kind, kind)
+        self.timeout = timeout
+        # Whether the request that failed may have reached the server: not when the connection was refused.
+        self.sent = (kind != "refused") if sent is None else sent
+
+    def during_change(self, after_request=False):
+        """The call that failed asked for the change (``after_request``: the change had been asked for
+        before it, for example a task poll). Keeps what is already known."""
+        if self.details.get("may_have_completed") is None:
+            self.details["may_have_completed"] = bool(after_request or self.sent)
+        return self
+
+    @property
+    def may_have_completed(self):
+        return bool(self.details.get("may_have_completed"))
+
+    @property
+    def message(self):
+        if self.kind == "no_answer":
+            reason = "no answer from %s within %ss" % (self.host, _seconds(self.timeout))
+        elif self.kind == "refused":
+            reason = "cannot connect to %s (%s)" % (self.host, self.cause)
+        else:
+            reason = "lost the connection to %s (%s)" % (self.host, self.cause)
+        action = self.action or "manage"
+        if self.may_have_completed:
+            reason += "; the %s may still complete on the platform" % action
+            hint = "Check with %s_snapshot_info before retrying" % (self.provider or "the provider's")
+        else:
+            hint = self.retry_hint or "Retry when %s answers again" % self.host
+            if action != "list":
+                hint += "; nothing was changed"
+        self.reason = reason
+        self.hint = hint
+        return super().message
+
+
+def _seconds(value):
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return ("%g" % value) if isinstance(value, float) else str(value)
+
+
+def connection_lost(host, kind, cause=None, timeout=None, sent=None, **kwargs):
+    """The one ``ConnectionLost`` every provider raises for a transport fault (see the class)."""
+    return ConnectionLost(host, kind, cause=cause, timeout=timeout, sent=sent, **kwargs)
+
+
+# Exception class names (of requests and urllib3, which the engine does not import) that mean a
+# connection was never made: nothing was sent.
+_CONNECT_PHASE = ("ConnectTimeout", "ConnectTimeoutError", "NewConnectionError")
+
+
+def _kind_of(error):
+    if isinstance(error, http.client.RemoteDisconnected):  # before ConnectionResetError, its base
+        return "closed"
+    if isinstance(error, (http.client.IncompleteRead, ExpatError)):
+        return "closed"  # the answer was cut short
+    if isinstance(error, ConnectionRefusedError):
+        return "refused"
+    if isinstance(error, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+        return "reset"
+    if isinstance(error, (socket.timeout, TimeoutError)) or type(error).__name__ in ("ReadTimeout", "ReadTimeoutError"):
+        return "no_answer"
+    if isinstance(error, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+        return "closed"  # the TLS stream ended in the middle: the answer was cut short
+    if isinstance(error, ssl.SSLError) and not isinstance(error, ssl.SSLCertVerificationError):
+        return "tls"
+    if isinstance(error, (http.client.BadStatusLine, EOFError)):
+        return "closed"
+    return None
+
+
+def transport_fault(error):
+    """``(kind, sent)`` when ``error`` (or an exception it wraps) is a transport failure, else None.
+
+    Kinds as ``ConnectionLost`` has them; ``sent`` is False when the connection was never made (refused,
+    connect timeout). Walks ``__cause__``, ``__context__``, ``reason`` and exception ``args``: requests,
+    urllib3, http.client and pyvmomi wrap the socket's own error in their own.
+    """
+    seen, queue, connect_phase = set(), [error], False
+    while queue:
+        current = queue.pop(0)
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        connect_phase = connect_phase or type(current).__name__ in _CONNECT_PHASE
+        kind = _kind_of(current)
+        if kind is not None:
+            sent = kind != "refused" and not connect_phase and not (kind == "tls" and _in_handshake(current))
+            return kind, sent
+        queue.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
+        queue.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException))
+    return None
+
+
+def _in_handshake(error):
+    return "handshake" in str(error).lower() or isinstance(error, ssl.SSLCertVerificationError)
+
+
+def as_connection_lost(error, host, timeout=None, **kwargs):
+    """``error`` as a ``ConnectionLost`` when it is a transport failure (``transport_fault``), else None."""
+    fault = transport_fault(error)
+    if fault is None:
+        return None
+    kind, sent = fault
+    return ConnectionLost(host, kind, timeout=timeout, sent=sent, **kwargs)

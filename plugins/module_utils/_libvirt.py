@@ -8,7 +8,10 @@ This is an internal module of the prechange.snapshots collection; it is not a pu
 and may change without notice.
 
 libvirt calls are synchronous, so waiting is a worker thread joined with the timeout; a
-timeout reports the domain's job statistics as the last state.
+timeout reports the domain's job statistics as the last state. A connection that stops answering
+(libvirtd hung, the network gone) is found by libvirt's keepalive within the module's timeout (at
+most KEEPALIVE_WINDOW seconds), opening the connection included; a transport failure becomes the
+engine's ``ConnectionLost``, never a timeout.
 
 The prechecks refuse, before anything changes, what libvirt 9.x would refuse half way or
 what would leave a VM that cannot be reverted (see docs/ and the tests for each message).
@@ -22,12 +25,14 @@ from __future__ import annotations
 import re
 import threading
 import traceback
+from urllib.parse import urlparse
 import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape as xml_escape
 from datetime import datetime, timezone
 
 from ansible_collections.prechange.snapshots.plugins.module_utils._errors import (
     ConnectionFailed,
+    ConnectionLost,
     InvalidRequest,
     PrecheckFailed,
     ProviderError,
@@ -64,6 +69,63 @@ BLOCK_JOB_TYPES = {0: "unknown", 1: "pull", 2: "copy", 3: "commit", 4: "active c
 # virDomainJobType: a job is running while it is bounded (1) or unbounded (2).
 JOB_RUNNING = (1, 2)
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+# The module's timeout when it has none (info).
+DEFAULT_TIMEOUT = 600
+# Longest a silent connection is waited for (keepalive), whatever the timeout: a long job on a live
+# connection still answers keepalive, so this bounds only a dead or hung connection.
+KEEPALIVE_WINDOW = 30
+# libvirt's error texts for a broken connection (virNetSocket, virNetClient), as ConnectionLost kinds.
+_TRANSPORT_TEXTS = (
+    ("keepalive", "no_answer"),
+    ("connection refused", "refused"),
+    ("connection reset", "reset"),
+    ("broken pipe", "reset"),
+    ("end of file while reading data", "closed"),
+    ("socket is closed", "closed"),
+)
+_EVENT_LOOP = []
+
+
+def transport_kind(code, domain, text):
+    """The ``ConnectionLost`` kind of a libvirtError from the RPC layer (a remote connection), or None."""
+    if libvirt is None or domain not in (getattr(libvirt, "VIR_FROM_RPC", 7), getattr(libvirt, "VIR_FROM_REMOTE", 8)):
+        return None
+    lowered = (text or "").lower()
+    for needle, kind in _TRANSPORT_TEXTS:
+        if needle in lowered:
+            return kind
+    if code == getattr(libvirt, "VIR_ERR_SYSTEM_ERROR", 38):
+        return "closed"
+    if code == getattr(libvirt, "VIR_ERR_RPC", 39):
+        return "closed"
+    return None
+
+
+def keepalive(timeout):
+    """(window, interval, count): libvirt drops a connection silent for interval * (count + 1) seconds,
+    which stays within the window, min(timeout, KEEPALIVE_WINDOW) (at least 2 s: libvirt counts in seconds)."""
+    window = max(2, min(int(timeout or DEFAULT_TIMEOUT), KEEPALIVE_WINDOW))
+    count = 2 if window >= 3 else 1
+    return window, max(1, window // (count + 1)), count
+
+
+def _event_loop():
+    """libvirt's keepalive needs an event loop: register the default one and run it, once per process."""
+    if _EVENT_LOOP:
+        return True
+    try:
+        libvirt.virEventRegisterDefaultImpl()
+    except (libvirt.libvirtError, AttributeError):
+        return False
+
+    def run():
+        while True:
+            libvirt.virEventRunDefaultImpl()
+
+    thread = threading.Thread(target=run, daemon=True, name="libvirt-events")
+    thread.start()
+    _EVENT_LOOP.append(thread)
+    return True
 
 
 def connection_argument_spec():
@@ -182,15 +244,51 @@ class LibvirtBackend(SnapshotBackend):
                                    provider=self.provider, details={"exception": LIBVIRT_IMPORT_ERROR},
                                    hint="Install libvirt-python on the controller")
         self.uri = params.get("uri") or "qemu:///system"
+        self._looked_up = {}  # (vm id, snapshot name) -> virDomainSnapshot, see _look_up_once
+        self.host = urlparse(self.uri).hostname or self.uri
+        self.timeout = params.get("timeout") or DEFAULT_TIMEOUT
+        # How long a silent connection is waited for (the bound messages name).
+        self.silence, interval, count = keepalive(self.timeout)
         # Without this, libvirt prints every error to stderr as well as raising it.
         libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+        events = _event_loop()
+        self.conn = self._open()
+        if events:
+            try:
+                self.conn.setKeepAlive(interval, count)
+            except libvirt.libvirtError:
+                pass  # not a remote-driver connection (test:///): nothing to keep alive
         try:
-            self.conn = libvirt.open(self.uri)
+            self.version = self.conn.getLibVersion()
         except libvirt.libvirtError as error:
+            raise self._translate(error)
+
+    def _open(self):
+        """libvirt.open, given up when the endpoint does not answer within the keepalive window."""
+        outcome = {}
+
+        def worker():
+            try:
+                outcome["conn"] = libvirt.open(self.uri)
+            except libvirt.libvirtError as error:
+                outcome["error"] = error
+
+        thread = threading.Thread(target=worker, daemon=True)
+        thread.start()
+        thread.join(self.silence)
+        if thread.is_alive():
+            raise ConnectionLost(self.host, "no_answer", timeout=self.silence, sent=False, provider=self.provider,
+                                 hint="Check 'uri' and that libvirtd answers")
+        error = outcome.get("error")
+        if error is not None:
+            kind = transport_kind(error.get_error_code(), error.get_error_domain(), error.get_error_message())
+            if kind is not None:
+                raise ConnectionLost(self.host, kind, timeout=self.silence, sent=False, provider=self.provider,
+                                     hint="Check 'uri' and that libvirtd is running")
             raise ConnectionFailed("cannot connect to %s: %s" % (self.uri, error.get_error_message()),
                                    provider=self.provider,
                                    hint="Check 'uri' and that libvirtd is running")
-        self.version = self.conn.getLibVersion()
+        return outcome["conn"]
 
     def close(self):
         conn, self.conn = getattr(self, "conn", None), None
@@ -260,7 +358,8 @@ class LibvirtBackend(SnapshotBackend):
         dom = vm.handle
         try:
             stats = dom.jobStats(0)
-        except libvirt.libvirtError:
+        except libvirt.libvirtError as error:
+            self._raise_transport(error, vm)
             stats = {}  # the driver keeps no job statistics (test driver)
         if stats.get("type") in JOB_RUNNING:
             operation = JOB_OPERATIONS.get(stats.get("operation"), "unknown")
@@ -275,7 +374,8 @@ class LibvirtBackend(SnapshotBackend):
         for disk in self._layout(vm).disks:
             try:
                 info = dom.blockJobInfo(disk["target"], 0)
-            except libvirt.libvirtError:
+            except libvirt.libvirtError as error:
+                self._raise_transport(error, vm)
                 continue  # not supported by the driver, or no such job
             if info:
                 jobs.append("'%s' on %s" % (BLOCK_JOB_TYPES.get(info.get("type"), info.get("type")), disk["target"]))
@@ -344,7 +444,16 @@ class LibvirtBackend(SnapshotBackend):
                 "quiesce needs the QEMU guest agent and it does not answer: %s" % error.get_error_message(),
                 hint="Start qemu-guest-agent in the guest, or set quiesce: false; nothing was changed")
 
+    def _look_up_once(self, vm, snapshot):
+        """The libvirt snapshot object, read in the precheck (check mode makes the same reads as a real run,
+        which the transport tests count on) and kept for the change."""
+        key = (vm.id, snapshot.name)
+        if key not in self._looked_up:
+            self._looked_up[key] = self._lookup(vm, snapshot.name)
+        return self._looked_up[key]
+
     def check_delete(self, vm, snapshot, snapshots, remove_children):
+        self._look_up_once(vm, snapshot)
         locations = {s.extra.get("location") for s in snapshots}
         if len(locations) > 1:
             raise PrecheckFailed(
@@ -368,6 +477,7 @@ class LibvirtBackend(SnapshotBackend):
                     hint="Commit or remove the overlay first (virsh blockcommit); nothing was changed")
 
     def check_revert(self, vm, snapshot, snapshots, power_state):
+        self._look_up_once(vm, snapshot)
         if snapshot.extra.get("location") == "internal":
             self._check_disks_unmoved(vm, snapshot, "reverted to")
         if snapshot.extra.get("location") == "external" and self.version < EXTERNAL_REVERT_VERSION:
@@ -403,7 +513,7 @@ class LibvirtBackend(SnapshotBackend):
 
     def delete(self, vm, snapshot, remove_children, timeout):
         flags = libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN if remove_children else 0
-        snap = self._lookup(vm, snapshot.name)
+        snap = self._look_up_once(vm, snapshot)
         self._act(lambda: snap.delete(flags), vm, timeout, "delete")
 
     def revert(self, vm, snapshot, power_state, timeout):
@@ -411,16 +521,17 @@ class LibvirtBackend(SnapshotBackend):
             "running": libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING,
             "paused": libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED,
         }.get(power_state, 0)
-        snap = self._lookup(vm, snapshot.name)
+        snap = self._look_up_once(vm, snapshot)
         self._act(lambda: vm.handle.revertToSnapshot(snap, flags), vm, timeout, "revert")
-        if power_state == "stopped" and vm.handle.isActive():
+        if power_state == "stopped" and self._call(vm.handle.isActive, vm, timeout, "revert"):
             self._call(vm.handle.destroy, vm, timeout, "revert")
 
     def update(self, vm, snapshot, new_name=None, description=None, timeout=None):
         if new_name:
             raise InvalidRequest("libvirt snapshots cannot be renamed")
         snap = self._lookup(vm, snapshot.name)
-        xml = set_description(snap.getXMLDesc(libvirt.VIR_DOMAIN_SNAPSHOT_XML_SECURE), description or "")
+        xml = set_description(self._call(lambda: snap.getXMLDesc(libvirt.VIR_DOMAIN_SNAPSHOT_XML_SECURE), vm,
+                                         timeout, "update"), description or "")
         flags = libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE
         if snapshot.current:
             flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT
@@ -445,9 +556,16 @@ class LibvirtBackend(SnapshotBackend):
         """``_call`` for a change: when libvirt refuses it because another job holds the domain (its
         job lock timed out, a block job is active), retry within lock_timeout, then GuestBusy."""
         deadline = Deadline(timeout)
+
+        def attempt():
+            try:
+                return self._call(func, vm, None if timeout is None else max(deadline.remaining, 0.001), action)
+            except ConnectionLost as error:
+                # The call was the change: sent unless the connection was refused.
+                raise error.during_change()
+
         return retry_while_busy(
-            lambda: self._call(func, vm, None if timeout is None else max(deadline.remaining, 0.001), action),
-            lambda error: error.details.get("busy") if isinstance(error, ProviderError) else None,
+            attempt, lambda error: error.details.get("busy") if isinstance(error, ProviderError) else None,
             float(self.params.get("lock_timeout") or 0))
 
     def _call(self, func, vm, timeout, action):
@@ -464,6 +582,8 @@ class LibvirtBackend(SnapshotBackend):
         thread.start()
         thread.join(timeout)
         if thread.is_alive():
+            # A silent connection, not a slow job, when the job statistics cannot be read either.
+            self._raise_transport_of_job_state(vm)
             raise SnapshotTimeout(
                 "timed out after %ss; last state: %s" % (timeout, self._job_state(vm)),
                 last_state=self._job_state(vm),
@@ -474,6 +594,14 @@ class LibvirtBackend(SnapshotBackend):
         if error is not None:
             raise error
         return outcome.get("value")
+
+    def _raise_transport_of_job_state(self, vm):
+        try:
+            vm.handle.jobStats(0)
+        except libvirt.libvirtError as error:
+            translated = self._translate(error, vm=vm.name)
+            if isinstance(translated, ConnectionLost):
+                raise translated.during_change(after_request=True)
 
     def _job_state(self, vm):
         try:
@@ -492,10 +620,20 @@ class LibvirtBackend(SnapshotBackend):
             state += ", %s ms elapsed" % stats["time_elapsed"]
         return state
 
+    def _raise_transport(self, error, vm):
+        """Where a failed call is otherwise ignored: a broken connection is still an error."""
+        translated = self._translate(error, vm=vm.name)
+        if isinstance(translated, ConnectionLost):
+            raise translated
+
     def _translate(self, error, vm=None, snapshot=None):
         """A libvirtError as the engine's error, keeping libvirt's own text."""
         code = error.get_error_code()
         text = error.get_error_message()
+        kind = transport_kind(code, error.get_error_domain(), text)
+        if kind is not None:
+            return ConnectionLost(self.host, kind, timeout=self.silence, vm=vm, snapshot=snapshot,
+                                  provider=self.provider)
         if code == libvirt.VIR_ERR_NO_DOMAIN:
             return VmNotFound(text, vm=vm, provider=self.provider)
         if code == libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT:

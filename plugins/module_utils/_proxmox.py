@@ -25,6 +25,7 @@ and device mounts, rollback past newer snapshots on ZFS.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -37,6 +38,7 @@ from ansible.module_utils.basic import env_fallback
 from ansible_collections.prechange.snapshots.plugins.module_utils._errors import (
     AmbiguousVm,
     ConnectionFailed,
+    ConnectionLost,
     InvalidRequest,
     PrecheckFailed,
     ProviderError,
@@ -45,6 +47,7 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._errors import
     SnapshotNotFound,
     SnapshotTimeout,
     VmNotFound,
+    as_connection_lost,
 )
 from ansible_collections.prechange.snapshots.plugins.module_utils._marker import split_description
 from ansible_collections.prechange.snapshots.plugins.module_utils._snapshot import (
@@ -112,6 +115,15 @@ def connection_argument_spec():
         ca_path=dict(type="path", fallback=(env_fallback, ["PROXMOX_CA_PATH"])),
         api_timeout=dict(type="int", default=30, fallback=(env_fallback, ["PROXMOX_API_TIMEOUT"])),
     )
+
+
+def request_timeout(params):
+    """Seconds one HTTP call may take (to connect, and between answer bytes): api_timeout, and never
+    more than the module's timeout."""
+    limits = [params.get("api_timeout") or 30]
+    if params.get("timeout"):
+        limits.append(params["timeout"])
+    return min(limits)
 
 
 def connection_module_kwargs():
@@ -341,7 +353,9 @@ class ProxmoxBackend(SnapshotBackend):
         self._fresh_lists = {}
         self._resources_by_vmid = {}
         self._nodes = None
-        kwargs = dict(user=params.get("api_user"), timeout=params.get("api_timeout") or 30)
+        # Every HTTP call (connect, and each read) is bounded by api_timeout and by the module's timeout.
+        self.request_timeout = request_timeout(params)
+        kwargs = dict(user=params.get("api_user"), timeout=self.request_timeout)
         if params.get("api_port"):
             kwargs["port"] = params["api_port"]
         verify = bool(params.get("validate_certs", True))
@@ -368,12 +382,48 @@ class ProxmoxBackend(SnapshotBackend):
                                    provider=self.provider,
                                    hint="Check api_user, api_token_id and api_token_secret")
         except Exception as error:  # pylint: disable=broad-except
+            lost = as_connection_lost(error, self.host, timeout=self.request_timeout, provider=self.provider,
+                                      hint="Check 'api_host' and 'api_port'")
+            if lost is not None and lost.kind != "tls":
+                raise lost
             # requests' connection and TLS errors, proxmoxer's config errors.
             raise ConnectionFailed("cannot reach %s: %s" % (self.host, error),
                                    provider=self.provider,
                                    hint="Check api_host, api_port, validate_certs and ca_path")
 
+        self._guard_transport()
+
     # --- low level --------------------------------------------------------------------------
+
+    def _guard_transport(self):
+        """Make every API call raise ``ConnectionLost`` for a transport fault: requests' connection, TLS and
+        read-timeout errors, and a 2xx answer that is not complete JSON (proxmoxer would hand back
+        ``{'errors': <body>}`` as if it were the data)."""
+        store = getattr(self.api, "_store", None)  # every resource copies it
+        if not isinstance(store, dict) or "session" not in store:
+            return  # not proxmoxer's HTTPS backend (a test double)
+        session, serializer = store["session"], store["serializer"]
+        send = session.request
+        host, timeout, provider = self.host, self.request_timeout, self.provider
+
+        def request(*args, **kwargs):
+            try:
+                return send(*args, **kwargs)
+            except Exception as error:  # pylint: disable=broad-except
+                lost = as_connection_lost(error, host, timeout=timeout, provider=provider)
+                if lost is None:
+                    raise
+                raise lost from error
+
+        def checked_loads(response):
+            try:
+                return json.loads(response.content.decode("utf-8"))["data"]
+            except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+                raise ConnectionLost(host, "closed", cause="the answer was cut short or is not JSON",
+                                     provider=provider)
+
+        session.request = request
+        serializer.loads = checked_loads
 
     @staticmethod
     def _error_text(error):
@@ -479,6 +529,8 @@ class ProxmoxBackend(SnapshotBackend):
             path = "nodes/%s/%s/%s/status/current" % (known["node"], known["type"], known["vmid"])
             try:
                 status = self._get(path)
+            except ConnectionLost:
+                raise
             except Exception:  # pylint: disable=broad-except
                 status = None  # moved or gone: fall back to the cluster query
             if status is not None:
@@ -552,6 +604,8 @@ class ProxmoxBackend(SnapshotBackend):
         if self._storages is None:
             try:
                 self._storages = {s["storage"]: s for s in self._get("storage")}
+            except ConnectionLost:
+                raise
             except Exception as error:  # pylint: disable=broad-except
                 # Without Datastore.Audit the list may be refused; PVE will judge the storage itself.
                 self.warn("Could not read the storage configuration (%s); the storage precheck is skipped"
@@ -690,6 +744,9 @@ class ProxmoxBackend(SnapshotBackend):
         def attempt():
             try:
                 upid = start()
+            except ConnectionLost as error:
+                # A refused request changed nothing; a lost answer may have started the task.
+                raise error.during_change()
             except Exception as error:  # pylint: disable=broad-except
                 if isinstance(error, SnapshotError):
                     raise
@@ -697,7 +754,10 @@ class ProxmoxBackend(SnapshotBackend):
                 if lock_name(text):
                     raise _Locked(text)
                 raise self._translate(error, vm=vm.name, snapshot=snapshot)
-            ok, text = self._wait_task(vm, upid, deadline, what)
+            try:
+                ok, text = self._wait_task(vm, upid, deadline, what)
+            except ConnectionLost as error:
+                raise error.during_change(after_request=True)
             if ok:
                 return
             if lock_name(text):

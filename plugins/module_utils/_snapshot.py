@@ -40,6 +40,7 @@ from typing import Any, Optional
 
 from ansible_collections.prechange.snapshots.plugins.module_utils._errors import (
     AmbiguousSnapshot,
+    ConnectionLost,
     GuestBusy,
     InvalidRequest,
     PrecheckFailed,
@@ -503,6 +504,7 @@ def ensure(backend, vm, params, check_mode):
     a VM held by another job is refused, or waited for up to ``params.lock_timeout``.
     """
     action = ACTIONS[params.state]
+    backend = _ChangeGuard(backend)
     try:
         snapshots = backend.list_snapshots(vm)
         before = names(snapshots)
@@ -514,7 +516,40 @@ def ensure(backend, vm, params, check_mode):
             return _ensure_absent(backend, vm, params, check_mode, snapshots, before)
         return _ensure_reverted(backend, vm, params, check_mode, snapshots, before)
     except SnapshotError as error:
+        if isinstance(error, ConnectionLost) and backend.asked:
+            # Lost after a change was asked for: it may be done (or still be done) on the platform.
+            error.during_change(after_request=True)
         raise error.bind(action=action, vm=vm.name, snapshot=params.name, provider=backend.provider)
+
+
+class _ChangeGuard(object):
+    """The backend as ``ensure`` sees it: it notes when a change is asked for, so that a connection lost
+    in or after that call says the change may still complete (``ConnectionLost.during_change``).
+
+    Inside a change call the provider knows best (a refused change request changed nothing); what it did
+    not say is taken as 'may have completed', the safe reading.
+    """
+
+    CHANGES = ("create", "delete", "revert", "update")
+
+    def __init__(self, backend):
+        self._backend = backend
+        self.asked = False
+
+    def __getattr__(self, name):
+        value = getattr(self._backend, name)
+        if name not in self.CHANGES:
+            return value
+
+        def change(*args, **kwargs):
+            try:
+                return value(*args, **kwargs)
+            except ConnectionLost as error:
+                raise error.during_change(after_request=True)
+            finally:
+                self.asked = True
+
+        return change
 
 
 def _ensure_present(backend, vm, params, check_mode, snapshots, before):
@@ -708,6 +743,8 @@ def error_fields(error):
     fields = {"vm": error.vm, "snapshot": error.snapshot, "provider": error.provider,
               "error": type(error).__name__}
     fields.update(error.details)
+    if isinstance(error, ConnectionLost):
+        fields["may_have_completed"] = error.may_have_completed
     return fields
 
 

@@ -34,24 +34,29 @@ lock_timeout, then reported the same way.
 
 from __future__ import annotations
 
+import http.client
 import re
 import socket
 import ssl
+import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timezone
+from xml.parsers.expat import ExpatError
 
 from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.prechange.snapshots.plugins.module_utils._errors import (
     AmbiguousVm,
     ConnectionFailed,
+    ConnectionLost,
     InvalidRequest,
     PrecheckFailed,
     ProviderError,
     SnapshotNotFound,
     SnapshotTimeout,
     VmNotFound,
+    as_connection_lost,
 )
 from ansible_collections.prechange.snapshots.plugins.module_utils._marker import split_description
 from ansible_collections.prechange.snapshots.plugins.module_utils._snapshot import (
@@ -94,6 +99,12 @@ AMBIGUOUS_HINTS = {
                  "when several datacenters have that folder); nothing was changed",
     "this BIOS UUID": "Name the VM by its instance UUID or managed object id; nothing was changed",
 }
+# The module's timeout when it has none (info): bounds each SOAP call's connect and read.
+DEFAULT_TIMEOUT = 600
+# What the SOAP stub and its XML parser raise when the connection breaks under them.
+TRANSPORT_ERRORS = (OSError, http.client.HTTPException, ExpatError)
+# socket.setdefaulttimeout is process-wide: one connect at a time changes it.
+_DEFAULT_TIMEOUT_LOCK = threading.Lock()
 
 
 def connection_argument_spec():
@@ -280,6 +291,9 @@ class VmwareBackend(SnapshotBackend):
                                    hint="Install pyvmomi on the controller")
         self.si = None
         self._datacenters = None
+        self.timeout = params.get("timeout") or DEFAULT_TIMEOUT
+        # Set once a call lost the connection: close() then does not wait for a Logout answer.
+        self._broken = False
         # The action a lookup failure is reported under (the engine binds it too, in batch mode).
         self._action = {"present": "create", "absent": "delete", "reverted": "revert"}.get(params.get("state"), "list")
         self._connect()
@@ -312,20 +326,36 @@ class VmwareBackend(SnapshotBackend):
             raise ConnectionFailed("proxy_port is set but proxy_host is not", provider=self.provider,
                                    hint="Set 'proxy_host' (or VMWARE_PROXY_HOST) too, or unset 'proxy_port' (VMWARE_PROXY_PORT)")
         try:
-            self.si = SmartConnect(host=host, port=int(port), user=p["username"], pwd=p["password"],
-                                   sslContext=context, **proxy)
+            # httpConnectionTimeout bounds the connect and every read of the session's SOAP calls (pyvmomi
+            # has no read timeout otherwise); the default socket timeout bounds SmartConnect's version
+            # probe, which opens its own connection without one.
+            with _DEFAULT_TIMEOUT_LOCK:
+                previous = socket.getdefaulttimeout()
+                socket.setdefaulttimeout(self.timeout)
+                try:
+                    self.si = SmartConnect(host=host, port=int(port), user=p["username"], pwd=p["password"],
+                                           sslContext=context, httpConnectionTimeout=self.timeout, **proxy)
+                finally:
+                    socket.setdefaulttimeout(previous)
         except vim.fault.InvalidLogin as error:
             raise ConnectionFailed("cannot log in to %s as %s: %s" % (where, p["username"], fault_text(error)),
                                    provider=self.provider,
                                    hint="Check 'username' and 'password'")
-        except ssl.SSLError as error:
+        except ssl.SSLCertVerificationError as error:
             raise ConnectionFailed("TLS with %s failed: %s" % (where, error),
                                    provider=self.provider,
                                    hint="Trust the server's CA on the controller, or set validate_certs: false")
         except vmodl.MethodFault as error:
             raise ConnectionFailed("cannot log in to %s: %s" % (where, fault_text(error)),
                                    provider=self.provider)
-        except (OSError, socket.error) as error:
+        except TRANSPORT_ERRORS as error:
+            lost = as_connection_lost(error, host, timeout=self.timeout, provider=self.provider,
+                                      hint="Check 'hostname' and 'port'" + (" and the proxy" if proxy else ""))
+            if lost is not None:
+                raise lost
+            if isinstance(error, ssl.SSLError):
+                raise ConnectionFailed("TLS with %s failed: %s" % (where, error), provider=self.provider,
+                                       hint="Trust the server's CA on the controller, or set validate_certs: false")
             raise ConnectionFailed("cannot reach %s: %s" % (where, error),
                                    provider=self.provider,
                                    hint="Check 'hostname' and 'port'" + (" and the proxy" if proxy else ""))
@@ -344,6 +374,10 @@ class VmwareBackend(SnapshotBackend):
         si, self.si = getattr(self, "si", None), None
         if si is not None:
             try:
+                if self._broken:
+                    # No Logout through a connection that just failed: it would wait out the timeout again.
+                    si._stub.DropConnections()  # pylint: disable=protected-access
+                    return
                 Disconnect(si)
             except Exception:  # pylint: disable=broad-except
                 pass
@@ -367,7 +401,12 @@ class VmwareBackend(SnapshotBackend):
                                     snapshot=snapshot, provider=self.provider)
         if isinstance(error, vmodl.MethodFault):
             return ProviderError(fault_text(error), vm=vm, snapshot=snapshot, provider=self.provider)
-        if isinstance(error, (OSError, socket.error)):
+        lost = as_connection_lost(error, self.params.get("hostname"), timeout=self.timeout, vm=vm,
+                                  snapshot=snapshot, provider=self.provider)
+        if lost is not None:
+            self._broken = True
+            return lost
+        if isinstance(error, TRANSPORT_ERRORS):
             return ConnectionFailed("lost the connection to %s: %s" % (self.params.get("hostname"), error), vm=vm,
                                     snapshot=snapshot, provider=self.provider)
         return ProviderError("%s: %s" % (type(error).__name__, error), vm=vm, snapshot=snapshot,
@@ -376,7 +415,7 @@ class VmwareBackend(SnapshotBackend):
     def _sdk(self, func, vm=None, snapshot=None):
         try:
             return func()
-        except (vmodl.MethodFault, OSError, socket.error) as error:
+        except (vmodl.MethodFault,) + TRANSPORT_ERRORS as error:
             raise self._translate(error, vm=vm, snapshot=snapshot)
 
     def _retrieve(self, spec):
@@ -887,8 +926,15 @@ class VmwareBackend(SnapshotBackend):
             raise
 
     def _run_task(self, start, vm, timeout, snapshot=None, read_vm=False):
-        task = self._sdk(start, vm=vm.name, snapshot=snapshot)
-        return self._wait(task, vm, timeout, snapshot, read_vm=read_vm)
+        try:
+            task = self._sdk(start, vm=vm.name, snapshot=snapshot)
+        except ConnectionLost as error:
+            # A refused request changed nothing; a lost answer may have started the task.
+            raise error.during_change()
+        try:
+            return self._wait(task, vm, timeout, snapshot, read_vm=read_vm)
+        except ConnectionLost as error:
+            raise error.during_change(after_request=True)
 
     # --- actions ------------------------------------------------------------------------------
 
