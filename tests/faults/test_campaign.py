@@ -1,0 +1,313 @@
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Fault campaign (issue 14): faults injected against the real test backends, ground truth read from their APIs.
+
+Run by the test command as its own stage (tests/run.sh, ``SKIP_FAULTS=1`` skips it)::
+
+    python -m pytest tests/faults
+
+The backends are the test ones: the campaign's own vcsim and fakepve (started here, with distinctive secrets)
+and the real libvirtd (held under ``flock /tmp/prechange-libvirt.lock`` for the whole libvirt part). Every fault
+is bounded (small module ``timeout``, a kill cap on every process) and self-stopping (proxies close, hooks are
+switched off, locks released); all traffic stays on loopback. What happened is read from the platforms' own
+APIs (pyvmomi, proxmoxer, libvirt-python), never through the fault proxy and never from the collection's output.
+
+Each fault ends as one line in the ledger; at the end one summary line::
+
+    fault campaign: tried=N survived=N wrong_reverts=0 foreign_deletions=0 unrecorded_snapshots=0 secrets_leaked=0
+
+and every fault not survived is listed with its id, what happened and the message the user saw. The stage fails
+on any wrong revert, foreign deletion, unrecorded snapshot or leaked secret (a fault merely not survived is
+reported, and fails nothing by itself).
+
+Definitions:
+
+- **survived**: the user got a clear error in the collection's grammar ("Failed to <action> snapshot '<name>' of
+  VM '<vm>' on <provider>: ...": no "MODULE FAILURE", no Python traceback, no raw exception class name as the
+  message) or a correct success, and the platform's state is what the messages say (an error that says nothing
+  was changed changed nothing; a success did what it says; the user's retry, or the next run, ends right).
+- **wrong revert**: a VM reverted that the user did not ask to revert, or to a snapshot other than the run's own.
+- **foreign deletion**: any snapshot deleted that the collection did not make in this run. Every VM is seeded
+  with foreign snapshots and with a snapshot of an older run of ours; all of them must survive.
+- **unrecorded snapshot**: after the fault, a snapshot of ours on the platform that the next run (or the run's
+  report) does not find and account for: a second snapshot of one name made by a retry, a resumed or a
+  concurrent run beside the first, or any snapshot with our marker that no report lists and the next run ignores.
+- **secret leaked**: the connection password or API token secret (distinctive ``S3cr3t-<random>`` values)
+  appearing in any stdout/stderr, report file or snapshot description.
+
+Faults: transport (a TCP fault proxy between the modules and vcsim / fakepve: reset mid-answer, truncated
+answer, refused connection, stalled answer, during create, delete, revert and the listing); SIGINT and SIGTERM
+to ``ansible-playbook prechange.snapshots.maintenance`` at each stage, then the next run as a user does it;
+concurrent runs; busy VMs through the simulators' own hooks and a real libvirt job; bad input; wrong secrets;
+libvirtd stopped and restarted under a running job. Most faults are module level (the module's process, as
+Ansible starts it, with its arguments file: a module that dies without a JSON result is what ansible shows as
+"MODULE FAILURE"); the signal and concurrency ones are playbook level.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import campaign
+from campaign import crash_of, run_module, says_nothing_changed
+from proxy import FaultProxy
+
+RUN_ID = "campaign-%s" % campaign.uuid.uuid4().hex[:8]
+# A stalled answer: the module is asked for this timeout, and killed by the campaign after STALL_CAP seconds.
+STALL_TIMEOUT = 3
+STALL_CAP = 15
+# Bytes of the server's answer that pass before a reset or a truncation (mid-answer, mid-TLS-record).
+MID_ANSWER = 200
+# ... and later in a longer answer (past the headers' TLS record, where one arrives apart).
+LATE_ANSWER = 1500
+
+TRANSPORT_VMS = {
+    "vmware": {"create": "DC0_H0_VM0", "delete": "DC0_H0_VM1", "revert": "DC0_H0_VM2", "list": "DC0_H0_VM3"},
+    "proxmox": {"create": "fault300", "delete": "fault301", "revert": "fault302", "list": "fault303"},
+}
+STATE = {"create": "present", "delete": "absent", "revert": "reverted"}
+
+
+def conn_args(backend, port=None):
+    """The module's connection arguments, to the backend or (port) to a proxy in front of it."""
+    args = dict(backend.module_args)
+    if port is not None:
+        if backend.provider == "vmware":
+            args.update(hostname="127.0.0.1", port=port)
+        else:
+            args.update(api_host="127.0.0.1", api_port=port)
+    return args
+
+
+def target(backend):
+    if backend.provider == "vmware":
+        return backend.info["hostname"], backend.info["port"]
+    return backend.cluster.host, backend.cluster.port
+
+
+def call(backend, op, vm, name=None, port=None, cap=60.0, **extra):
+    module = "%s_snapshot_info" % backend.provider if op == "list" else "%s_snapshot" % backend.provider
+    args = conn_args(backend, port)
+    args["vm"] = vm
+    if op != "list":
+        args.update(name=name, state=STATE[op])
+    if op == "create":
+        args.update(run_id=RUN_ID, description="made by the fault campaign")
+    args.update(extra)
+    if op == "list":
+        # The info modules have no timeout option: a stalled listing is bounded by the campaign's cap alone.
+        args.pop("timeout", None)
+    return campaign.ModuleRun(module, args, cap)
+
+
+class TransportCase(object):
+    """One transport fault on one operation: prepare the VM, run the module through the proxy, judge, retry."""
+
+    def __init__(self, backend, ledger, op, mode, index, serial, after_bytes=0):
+        self.backend = backend
+        self.truth = backend.truth
+        self.ledger = ledger
+        self.op = op
+        self.mode = mode
+        self.index = index
+        self.vm = TRANSPORT_VMS[backend.provider][op]
+        self.after_bytes = after_bytes
+        self.id = "transport/%s/%s/%s@request%d%s" % (backend.provider, op, mode, index,
+                                                     "+%dB" % after_bytes if after_bytes else "")
+        self.name = {"create": "fc-%s-%d" % (mode, serial), "delete": "fd-%s-%d" % (mode, serial),
+                     "revert": "fr-target", "list": None}[op]
+        self.proxy = None
+        self.run = None
+
+    def prepare(self):
+        if self.op == "delete":
+            made = run_module("%s_snapshot" % self.backend.provider,
+                              dict(conn_args(self.backend), vm=self.vm, name=self.name, state="present", run_id=RUN_ID))
+            assert not made.failed, made.msg
+        if self.op == "revert":
+            self.truth.revert(self.vm, "fr-after")
+        self.truth.settle(self.vm, getattr(self.backend, "cluster", None))
+        self.before, self.current_before = self.truth.snapshots(self.vm)
+        self.proxy = FaultProxy(*target(self.backend))
+        self.proxy.set_fault(self.mode, after_requests=self.index, after_bytes=self.after_bytes)
+
+    def launch(self):
+        extra = {"timeout": STALL_TIMEOUT} if self.mode == "stall" else {"timeout": 30}
+        cap = STALL_CAP if self.mode == "stall" else 90
+        self.run = call(self.backend, self.op, self.vm, self.name, port=self.proxy.port, cap=cap, **extra)
+
+    def finish(self):
+        run = self.run.wait()
+        self.proxy.set_fault("pass")
+        self.proxy.close()
+        self.ledger.scan(self.id, run.stdout, run.stderr)
+        self.truth.settle(self.vm, getattr(self.backend, "cluster", None))
+        after, current = self.truth.snapshots(self.vm)
+        problems = []
+        if self.proxy.hits == 0:
+            problems.append("the fault never fired (%d requests seen)" % self.proxy.requests)
+        if run.failed:
+            crash = crash_of(run, self.backend.provider)
+            if crash:
+                problems.append(crash)
+            if says_nothing_changed(run.msg) and [s.id for s in after] != [s.id for s in self.before]:
+                problems.append("the error says nothing was changed, but the snapshots went from %s to %s"
+                                % (self.before, after))
+            if says_nothing_changed(run.msg) and current != self.current_before:
+                problems.append("the error says nothing was changed, but the current snapshot moved")
+        else:
+            problems += self.success_problems(run, after, current)
+        target_id = self._target_id(after)
+        if self.op == "revert" and current not in (self.current_before, target_id):
+            self.ledger.violation("wrong_reverts", self.id, "the VM's current snapshot is %s, neither %s nor %s"
+                                  % (current, self.current_before, target_id))
+        problems += self.retry()
+        self.ledger.record(self.id, not problems, "; ".join(problems) or "ok", run.msg if run.failed else "")
+
+    def _target_id(self, snaps):
+        ids = [s.id for s in snaps if s.name == self.name]
+        return ids[0] if ids else None
+
+    def success_problems(self, run, after, current):
+        names = [s.name for s in after]
+        if self.op == "create" and names.count(self.name) != 1:
+            return ["reported success, but the VM has %d snapshots named %s" % (names.count(self.name), self.name)]
+        if self.op == "delete" and self.name in names:
+            return ["reported success, but %s is still there" % self.name]
+        if self.op == "revert" and current != self._target_id(after):
+            return ["reported success, but the current snapshot is %s" % current]
+        if self.op == "list":
+            listed = sorted(s.get("name") for s in run.result.get("snapshots", []))
+            if listed != sorted(names):
+                return ["listed %s, the platform has %s" % (listed, sorted(names))]
+        return []
+
+    def retry(self):
+        """The user's next attempt, without the fault: it must end right, and never with a second snapshot."""
+        if self.op == "list":
+            return []
+        again = call(self.backend, self.op, self.vm, self.name, timeout=30).wait()
+        self.ledger.scan(self.id, again.stdout, again.stderr)
+        self.truth.settle(self.vm, getattr(self.backend, "cluster", None))
+        after, current = self.truth.snapshots(self.vm)
+        names = [s.name for s in after]
+        problems = []
+        if again.failed:
+            problems.append("the retry failed: %s" % again.msg)
+        if self.op == "create":
+            if names.count(self.name) > 1:
+                self.ledger.violation("unrecorded_snapshots", self.id, "after the retry the VM has %d snapshots named %s"
+                                      % (names.count(self.name), self.name))
+                problems.append("%d snapshots named %s after the retry" % (names.count(self.name), self.name))
+            # Clean up: the next case starts from the seeded snapshots only.
+            self.truth.remove(self.vm, self.name)
+        elif self.op == "delete" and self.name in names:
+            problems.append("%s still there after the retry" % self.name)
+            self.truth.remove(self.vm, self.name)
+        elif self.op == "revert" and current != self._target_id(after):
+            problems.append("after the retry the current snapshot is %s" % current)
+        return problems
+
+
+def calibrate(backend, op):
+    """(requests one call makes, index of the request that changes the platform) for an operation.
+
+    The changing request is found by bisection with the proxy refusing from request k on: the platform
+    changed iff that request came before k. Through TLS the proxy cannot read the requests, so this is
+    how a fault is aimed at "the create call" and not at the login."""
+    vm = TRANSPORT_VMS[backend.provider][op]
+    truth = backend.truth
+    cluster = getattr(backend, "cluster", None)
+
+    def attempt(mode, k, name):
+        with FaultProxy(*target(backend)) as proxy:
+            proxy.set_fault(mode, after_requests=k)
+            run = call(backend, op, vm, name, port=proxy.port, timeout=30).wait()
+            truth.settle(vm, cluster)
+            return proxy.requests, run
+
+    def changed(k):
+        name = {"create": "fcal-%d" % k, "delete": "fcal-del", "revert": "fr-target"}[op]
+        if op == "delete":
+            truth.make(vm, name, "campaign calibration")
+        if op == "revert":
+            truth.revert(vm, "fr-after")
+        _seen, _run = attempt("refuse", k, name)
+        snaps, current = truth.snapshots(vm)
+        names = [s.name for s in snaps]
+        if op == "create":
+            result = name in names
+            truth.remove(vm, name)
+        elif op == "delete":
+            result = name not in names
+            truth.remove(vm, name)
+        else:
+            result = current == [s.id for s in snaps if s.name == "fr-target"][0]
+        return result
+
+    if op == "revert" and "fr-target" not in truth.names(vm):
+        truth.make(vm, "fr-target", "campaign revert target")
+        truth.make(vm, "fr-after", "campaign: current before each revert")
+    name = {"create": "fcal-count", "delete": "fcal-del", "revert": "fr-target", "list": None}[op]
+    if op == "delete":
+        truth.make(vm, name, "campaign calibration")
+    if op == "revert":
+        truth.revert(vm, "fr-after")
+    total, run = attempt("pass", 0, name)
+    assert not run.failed, "calibration call failed without a fault: %s" % run.msg
+    if op == "create":
+        truth.remove(vm, name)
+    if op == "list":
+        # Past the login, into the reads of the VM and its snapshots (the count varies by a request or two).
+        return total, max(0, total - 4)
+    low, high = 0, total
+    assert changed(high), "%s/%s: refusing after all %d requests, the platform did not change" % (
+        backend.provider, op, total)
+    while high - low > 1:
+        mid = (low + high) // 2
+        if changed(mid):
+            high = mid
+        else:
+            low = mid
+    return total, high - 1
+
+
+def transport_cases(backend, ledger, seeds):
+    cases = []
+    for op, vm in TRANSPORT_VMS[backend.provider].items():
+        seeds.seed(backend.truth, vm, op)
+    serial = 0
+    for op in ("create", "delete", "revert", "list"):
+        _total, index = calibrate(backend, op)
+        faults = [("reset", MID_ANSWER), ("truncate", MID_ANSWER), ("refuse", 0), ("stall", 0)]
+        if op in ("create", "list"):
+            faults.append(("reset", LATE_ANSWER))
+        for mode, after_bytes in faults:
+            serial += 1
+            cases.append(TransportCase(backend, ledger, op, mode, index, serial, after_bytes))
+        if op == "create":
+            # The API goes away right after the create was accepted: the answer of the next request is lost.
+            serial += 1
+            cases.append(TransportCase(backend, ledger, op, "refuse", index + 1, serial))
+    for case in cases:
+        if case.mode != "stall":
+            case.prepare()
+            case.launch()
+            case.finish()
+    return cases
+
+
+def test_transport_faults(vc, pv, ledger, seeds):
+    """Reset mid-answer, truncated answer, refused connection and stalled answer during create, delete, revert, list."""
+    # The two providers side by side (separate backends and VMs); then every stall at once (one VM per operation),
+    # since each waits for the module's timeout.
+    with ThreadPoolExecutor(2) as pool:
+        cases = [case for found in pool.map(lambda b: transport_cases(b, ledger, seeds), (vc, pv)) for case in found]
+    stalls = [case for case in cases if case.mode == "stall"]
+    for case in stalls:
+        case.prepare()
+        case.launch()
+    for case in stalls:
+        case.finish()
+    assert all(case.run is not None and case.run.elapsed is not None for case in cases)
