@@ -30,11 +30,11 @@ def seeds(ledger):
 
 @pytest.fixture(scope="session")
 def vc(ledger):
-    """A vcsim of the campaign's own (16 VMs) with a password nobody else uses."""
+    """A vcsim of the campaign's own (20 VMs: DC0_H0_VM0-9, DC0_C0_RP0_VM0-9) with a password nobody else uses."""
     from vcsim import Vcsim, build  # pylint: disable=import-outside-toplevel
     password = campaign.secret()
     ledger.secrets.add(password)
-    sim = Vcsim(vms=16, password=password, binary=build())
+    sim = Vcsim(vms=20, password=password, binary=build())
     try:
         info = sim.start()
         backend = campaign.it.vmware_backend(info, [])

@@ -311,3 +311,183 @@ def test_transport_faults(vc, pv, ledger, seeds):
     for case in stalls:
         case.finish()
     assert all(case.run is not None and case.run.elapsed is not None for case in cases)
+
+
+# --- module-level faults: busy VMs, concurrent creates, bad input, secrets ---------------------------------
+
+def judge(ledger, fid, backend, run, problems=(), expect_failure=None):
+    """Record one module-level fault: a clear error or a success, plus the case's own state problems."""
+    problems = list(problems)
+    ledger.scan(fid, run.stdout, run.stderr)
+    if run.failed:
+        crash = crash_of(run, backend.provider)
+        if crash:
+            problems.insert(0, crash)
+        if expect_failure is False:
+            problems.insert(0, "failed: %s" % run.msg)
+    elif expect_failure:
+        problems.insert(0, "succeeded where it must fail")
+    return ledger.record(fid, not problems, "; ".join(problems) or "ok", run.msg if run.failed else "")
+
+
+def unchanged(truth, vm, before, run):
+    """Problems when the VM's snapshots or current snapshot differ from ``before`` (a (snaps, current) pair)."""
+    after, current = truth.snapshots(vm)
+    problems = []
+    if sorted(s.id for s in after) != sorted(s.id for s in before[0]):
+        problems.append("the snapshots went from %s to %s%s" % (
+            before[0], after, " although the error says nothing was changed" if says_nothing_changed(run.msg) else ""))
+    if current != before[1]:
+        problems.append("the current snapshot moved from %s to %s" % (before[1], current))
+    return problems
+
+
+BUSY_VMS = {"vmware": "DC0_H0_VM4", "proxmox": "fault304"}
+OTHER_JOB_MS = 1000
+
+
+class OtherJob(object):
+    """Another job holding the VM, through the simulator's own hooks (a vcsim task kept running; a PVE lock)."""
+
+    def __init__(self, backend, vm, seeds):
+        self.backend = backend
+        self.vm = vm
+        self.seeds = seeds
+        self.serial = 0
+
+    def hold(self, ends_by_itself):
+        """Hold the VM: for ever (until release) or for about OTHER_JOB_MS."""
+        self.serial += 1
+        if self.backend.provider == "vmware":
+            from vcsim import set_task_hook  # pylint: disable=import-outside-toplevel
+            truth = self.backend.truth
+            machine = truth._vsphere_vm(self.vm)  # pylint: disable=protected-access
+            # Held for good: a long delay, and the test ends it by waiting; the other client's snapshot is foreign.
+            delay = OTHER_JOB_MS if ends_by_itself else 3000
+            set_task_hook(truth._si, machine, "CreateSnapshot", delay_ms=delay)  # pylint: disable=protected-access
+            machine.CreateSnapshot_Task(name="other-job-%d" % self.serial, description="another team's job",
+                                        memory=False, quiesce=False)
+            set_task_hook(truth._si, machine, "CreateSnapshot", delay_ms=0)  # pylint: disable=protected-access
+        else:
+            vmid = int(self.vm.replace("fault", ""))
+            cluster = self.backend.cluster
+            if ends_by_itself:
+                # fakepve's vzdump holds the 'backup' lock for 50 PVE seconds: 1 s at time scale 0.02.
+                cluster.run(cluster.pve.backup(vmid, secs=50 * OTHER_JOB_MS // 1000))
+            else:
+                cluster.pve.snapshot_lock(vmid, "backup")
+
+    def release(self):
+        truth = self.backend.truth
+        if self.backend.provider == "vmware":
+            truth.settle(self.vm, limit=30)
+            for snap in truth.snapshots(self.vm)[0]:
+                if snap.name.startswith("other-job-") and snap.id not in [s[2].id for s in self.seeds.seeded]:
+                    self.seeds.seeded.append((truth, self.vm, snap))
+        else:
+            self.backend.cluster.pve.unlock(int(self.vm.replace("fault", "")))
+            truth.settle(self.vm, self.backend.cluster)
+
+
+def test_busy_vms(vc, pv, ledger, seeds):
+    """A VM busy with another job: refused at once (lock_timeout 0) naming the job, or waited for (lock_timeout)."""
+    for backend in (vc, pv):
+        vm = BUSY_VMS[backend.provider]
+        truth = backend.truth
+        seeds.seed(truth, vm, "busy")
+        job = OtherJob(backend, vm, seeds)
+        made = run_module("%s_snapshot" % backend.provider, dict(conn_args(backend), vm=vm, name="busy-target",
+                                                                   state="present", run_id=RUN_ID))
+        assert not made.failed, made.msg
+        truth.make(vm, "busy-after", "campaign: current before the revert")
+        for op in ("create", "delete", "revert"):
+            for lock_timeout in (0, 10):
+                fid = "busy/%s/%s/lock_timeout=%d" % (backend.provider, op, lock_timeout)
+                name = {"create": "busy-new-%d" % lock_timeout, "delete": "busy-del-%d" % lock_timeout,
+                        "revert": "busy-target"}[op]
+                if op == "delete":
+                    truth.make(vm, name, "ours to delete\n" + campaign.old_marker(RUN_ID, "pending"))
+                if op == "revert":
+                    truth.revert(vm, "busy-after")
+                truth.settle(vm, getattr(backend, "cluster", None))
+                before = truth.snapshots(vm)
+                job.hold(ends_by_itself=bool(lock_timeout))
+                run = call(backend, op, vm, name, timeout=30, lock_timeout=lock_timeout).wait()
+                job.release()
+                after, current = truth.snapshots(vm)
+                # The other job's own snapshot (vcsim) is not ours to judge: leave it out, and let it be current.
+                theirs = [s.id for s in after if s.name.startswith("other-job-")]
+                ours_before = sorted(s.id for s in before[0] if s.id not in theirs)
+                ours_after = sorted(s.id for s in after if s.id not in theirs)
+                names = [s.name for s in after if s.id not in theirs]
+                target = [s.id for s in after if s.name == name]
+                problems = []
+                if run.failed:
+                    if "busy" not in run.msg:
+                        problems.append("the error does not say the VM is busy")
+                    if ours_after != ours_before or current not in [before[1]] + theirs:
+                        problems.append("the error says %r, but the snapshots went from %s to %s (current %s -> %s)"
+                                        % (run.msg[-40:], before[0], after, before[1], current))
+                    if lock_timeout:
+                        problems.append("not waited for within lock_timeout=%d" % lock_timeout)
+                else:
+                    if not lock_timeout:
+                        problems.append("lock_timeout=0 but the busy VM was acted on")
+                    if op == "create" and names.count(name) != 1:
+                        problems.append("%d snapshots named %s" % (names.count(name), name))
+                    if op == "delete" and name in names:
+                        problems.append("reported deleted, still there")
+                    if op == "revert" and current not in target:
+                        problems.append("reported reverted, current is %s" % current)
+                if op == "revert" and current not in [before[1]] + theirs + target:
+                    ledger.violation("wrong_reverts", fid, "current snapshot %s" % current)
+                judge(ledger, fid, backend, run, problems)
+                if op in ("create", "delete"):
+                    truth.remove(vm, name)
+    assert ledger.faults
+
+
+CONCURRENT_VMS = {"vmware": "DC0_H0_VM5", "proxmox": "fault305"}
+
+
+def concurrent_creates(backend, ledger, vm, hook=None):
+    """Two `<provider>_snapshot state=present` of one name on one VM at once: exactly one snapshot of it after."""
+    name = "twice-%s" % campaign.uuid.uuid4().hex[:6]
+    fid = "concurrency/%s/two-creates-of-one-name" % backend.provider
+    if hook:
+        hook(True)
+    runs = [call(backend, "create", vm, name, timeout=30, lock_timeout=30) for _twice in range(2)]
+    runs = [run.wait() for run in runs]
+    if hook:
+        hook(False)
+    backend.truth.settle(vm, getattr(backend, "cluster", None))
+    count = backend.truth.count(vm, name)
+    problems = []
+    for run in runs:
+        ledger.scan(fid, run.stdout, run.stderr)
+        if run.failed and crash_of(run, backend.provider):
+            problems.append("%s: %s" % (crash_of(run, backend.provider), run.msg))
+    if count != 1:
+        problems.append("%d snapshots named %s after both (%s)" % (count, name, [r.msg or "ok" for r in runs]))
+        if count > 1:
+            ledger.violation("unrecorded_snapshots", fid, "%d snapshots named %s on %s" % (count, name, vm))
+    if all(run.failed for run in runs):
+        problems.append("both failed")
+    ledger.record(fid, not problems, "; ".join(problems) or "ok", " / ".join(r.msg for r in runs if r.failed))
+    backend.truth.remove(vm, name)
+
+
+def test_concurrent_creates(vc, pv, ledger, seeds):
+    for backend in (vc, pv):
+        vm = CONCURRENT_VMS[backend.provider]
+        seeds.seed(backend.truth, vm, "race")
+        hook = None
+        if backend.provider == "vmware":
+            from vcsim import set_task_hook  # pylint: disable=import-outside-toplevel
+
+            def hook(on, truth=backend.truth, vm=vm):
+                # A create that takes a while, as on vCenter: the second call meets the first one's running task.
+                machine = truth._vsphere_vm(vm)  # pylint: disable=protected-access
+                set_task_hook(truth._si, machine, "CreateSnapshot", delay_ms=1000 if on else 0)  # pylint: disable=protected-access
+        concurrent_creates(backend, ledger, vm, hook)
+    assert ledger.faults
