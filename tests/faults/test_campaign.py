@@ -491,3 +491,190 @@ def test_concurrent_creates(vc, pv, ledger, seeds):
                 set_task_hook(truth._si, machine, "CreateSnapshot", delay_ms=1000 if on else 0)  # pylint: disable=protected-access
         concurrent_creates(backend, ledger, vm, hook)
     assert ledger.faults
+
+
+# --- playbook level: signals to ansible-playbook at each stage, then the next runs as a user does them -------
+
+SIGNAL_STAGES = ("snapshot", "change", "verify", "revert_or_prune")
+RESUME = campaign.re.compile(r"resume it with (-e \S+(?: -e \S+)*) once it no longer runs")
+STAGE_WAIT = 60
+
+
+def ours(snaps):
+    """{run id: [Snap]} of the snapshots that carry our marker and a phase (runs that record their state)."""
+    found = {}
+    for snap in snaps:
+        marker = snap.marker
+        if marker and marker.get("run") and marker.get("phase"):
+            found.setdefault(marker["run"], []).append(snap)
+    return found
+
+
+def reported_ids(report_dir):
+    """Snapshot ids every report in the directory lists (left on the platform, or a host's snapshot)."""
+    ids = set()
+    for path in report_dir.glob("*.json") if report_dir.exists() else ():
+        try:
+            data = campaign.json.loads(path.read_text())
+        except ValueError:
+            continue
+        for left in data.get("left_on_platform") or []:
+            ids.add(str(left.get("id")))
+        for host in data.get("hosts") or []:
+            for key in ("snapshot", "left"):
+                if isinstance(host.get(key), dict) and host[key].get("id"):
+                    ids.add(str(host[key]["id"]))
+    return ids
+
+
+class SignalCase(object):
+    """Interrupt one maintenance run at one stage, then run as the user would: a fresh run, then the resume command."""
+
+    def __init__(self, backend, ledger, seeds, tmp_path, stage, signum, vm):
+        self.backend, self.ledger, self.seeds = backend, ledger, seeds
+        self.stage, self.signum, self.vm = stage, signum, vm
+        self.truth = backend.truth_factory()
+        self.id = "signal/%s/%s/%s" % (backend.provider, campaign.signal.Signals(signum).name, stage)
+        self.dir = tmp_path
+        self.flag = tmp_path / "reached"
+        fail_check = stage == "revert_or_prune" and signum == campaign.signal.SIGTERM
+        self.ws = it.Workspace(tmp_path, backend.provider, backend.conn, {"h1": vm},
+                               group_vars=backend.inventory_vars, check_passes=not fail_check)
+        self.outputs = []
+
+    def _hook(self, task, delay):
+        from vcsim import set_task_hook  # pylint: disable=import-outside-toplevel
+        machine = self.truth._vsphere_vm(self.vm)  # pylint: disable=protected-access
+        set_task_hook(self.truth._si, machine, task, delay_ms=delay)  # pylint: disable=protected-access
+
+    def _running(self, task):
+        machine = self.truth._vsphere_vm(self.vm)  # pylint: disable=protected-access
+        # Only the delayed task can be running then (the hooks' own ReconfigVM tasks end at once).
+        return any(str(t.info.state) == "running" and "reconfig" not in str(t.info.descriptionId).lower()
+                   for t in machine.recentTask or [])
+
+    def run(self):
+        self.seeds.seed(self.truth, self.vm, "sig")
+        initial_current = self.truth.snapshots(self.vm)[1]
+        hold = "- ansible.builtin.copy: {dest: '%s', content: x}\n- ansible.builtin.command: sleep 40\n" % self.flag
+        if self.stage == "change":
+            self.ws.change.write_text(hold)
+        if self.stage == "verify":
+            self.ws.check.write_text(hold)
+        task = {"snapshot": "CreateSnapshot",
+                "revert_or_prune": "RemoveSnapshot" if self.signum == campaign.signal.SIGINT else "RevertToSnapshot"
+                }.get(self.stage)
+        if task:
+            self._hook(task, 2500)
+        cmd = [it.os.path.join(it.os.path.dirname(it.sys.executable), "ansible-playbook"),
+               "prechange.snapshots.maintenance", "-i", str(self.ws.inventory)]
+        env = it.ansible_env({"PRECHANGE_REPORT_DIR": str(self.ws.report_dir)})
+        proc = campaign.subprocess.Popen(cmd, env=env, stdout=campaign.subprocess.PIPE, stderr=campaign.subprocess.STDOUT,
+                                         universal_newlines=True, start_new_session=True)
+        problems = []
+        deadline = campaign.time.monotonic() + STAGE_WAIT
+        reached = False
+        while campaign.time.monotonic() < deadline and proc.poll() is None:
+            reached = self.flag.exists() if not task else self._running(task)
+            if reached:
+                break
+            campaign.time.sleep(0.1)
+        if not reached:
+            problems.append("the run never reached the %s stage (exit %s)" % (self.stage, proc.poll()))
+        try:
+            if self.signum == campaign.signal.SIGINT:
+                campaign.os.killpg(proc.pid, campaign.signal.SIGINT)  # Ctrl-C: the whole foreground group
+            else:
+                proc.send_signal(campaign.signal.SIGTERM)  # kill PID: ansible-playbook alone
+        except ProcessLookupError:
+            pass
+        try:
+            out = proc.communicate(timeout=60)[0]
+        except campaign.subprocess.TimeoutExpired:
+            campaign.os.killpg(proc.pid, campaign.signal.SIGKILL)
+            out = proc.communicate()[0]
+            problems.append("ansible-playbook did not stop within 60 s of the signal")
+        if task:
+            self._hook(task, 0)
+        self.truth.settle(self.vm, limit=30)
+        self.outputs.append(out)
+        resume = RESUME.search(out)
+        run_id = None
+        if resume:
+            run_id = campaign.re.search(r"prechange_run_id=(\S+)", resume.group(1)).group(1)
+        else:
+            problems.append("the interrupted run printed no resume command")
+        after_signal = ours(self.truth.snapshots(self.vm)[0])
+        listed = reported_ids(self.ws.report_dir)
+        # The user's next move: a fresh run (no run id) with the usual change and checks.
+        self.ws.change.write_text("- ansible.builtin.copy: {dest: '%s/changed', content: x}\n" % self.dir)
+        self.ws.check.write_text("- ansible.builtin.debug: {msg: all good}\n")
+        fresh = self.ws.run("prechange.snapshots.maintenance")
+        self.outputs.append(fresh.stdout)
+        snaps, _current = self.truth.snapshots(self.vm)
+        after_fresh = ours(snaps)
+        pending = [s for found in after_fresh.values() for s in found if s.marker.get("phase") == "pending"]
+        listed |= reported_ids(self.ws.report_dir)
+        if run_id and [s for s in after_signal.get(run_id, []) if s.marker.get("phase") == "pending"] \
+                and run_id not in fresh.stdout:
+            problems.append("the fresh run did not mention the interrupted run %s, whose snapshot is on the VM" % run_id)
+        if len(pending) > 1:
+            self.ledger.violation("unrecorded_snapshots", self.id, "after the fresh run %d pending snapshots of ours: %s"
+                                  % (len(pending), pending))
+        # Then the command the interrupted run printed.
+        if resume:
+            again = self.ws.run("prechange.snapshots.maintenance", env=None,
+                                extra_vars=dict(part.split("=", 1) for part in resume.group(1).replace("-e ", "").split()))
+            self.outputs.append(again.stdout)
+            if again.returncode != 0:
+                problems.append("the resume command failed (exit %d): %s" % (
+                    again.returncode, _failure_lines(again.stdout)))
+            listed |= reported_ids(self.ws.report_dir)
+        snaps, current = self.truth.snapshots(self.vm)
+        final = ours(snaps)
+        for run, found in final.items():
+            if run.startswith("old-"):
+                continue
+            names = [s.name for s in found]
+            if len(found) != len(set(names)):
+                self.ledger.violation("unrecorded_snapshots", self.id, "two snapshots of one name of run %s: %s" % (run, found))
+            for snap in found:
+                if snap.id not in listed:
+                    self.ledger.violation("unrecorded_snapshots", self.id,
+                                          "snapshot %s (%s, phase %s) of run %s is in no report"
+                                          % (snap.name, snap.id, snap.marker.get("phase"), run))
+        own = [s.id for found in final.values() for s in found] + [s.id for found in after_signal.values() for s in found]
+        if current not in [initial_current] + own:
+            self.ledger.violation("wrong_reverts", self.id, "the VM's current snapshot is %s" % current)
+        for out in self.outputs:
+            self.ledger.scan(self.id, out)
+            for pattern in (r"MODULE FAILURE", r"Traceback \(most recent call last\)"):
+                if campaign.re.search(pattern, out):
+                    problems.append("%s in the output" % pattern.split(" ")[0])
+        for path in self.ws.report_dir.glob("*") if self.ws.report_dir.exists() else ():
+            self.ledger.scan(self.id, path.read_text(errors="replace"))
+        self.ledger.record(self.id, not problems, "; ".join(problems) or "ok",
+                           _failure_lines(self.outputs[-1]) if problems else "")
+        self.truth.close()
+
+
+def _failure_lines(output):
+    lines = [line for line in output.splitlines() if "Failed to" in line or "fatal:" in line or "msg" in line]
+    return " / ".join(line.strip() for line in lines[-3:])
+
+
+it = campaign.it
+
+
+def test_signals_to_maintenance(vc, ledger, seeds, tmp_path):
+    """SIGINT (Ctrl-C to the group) and SIGTERM (to ansible-playbook) at each stage of a vSphere maintenance run."""
+    vc.truth_factory = lambda: campaign.Truth("vmware", vc.conn)
+    cases = []
+    for number, (stage, signum) in enumerate((s, g) for s in SIGNAL_STAGES
+                                             for g in (campaign.signal.SIGINT, campaign.signal.SIGTERM)):
+        folder = tmp_path / ("case%d" % number)
+        folder.mkdir()
+        cases.append(SignalCase(vc, ledger, seeds, folder, stage, signum, "DC0_C0_RP0_VM%d" % number))
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda case: case.run(), cases))
+    assert len(cases) == 8
