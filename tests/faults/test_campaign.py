@@ -678,3 +678,344 @@ def test_signals_to_maintenance(vc, ledger, seeds, tmp_path):
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda case: case.run(), cases))
     assert len(cases) == 8
+
+
+def test_two_maintenance_runs_with_one_run_id(vc, ledger, seeds, tmp_path):
+    """Two maintenance runs with the same run id on the same VM at once: never two snapshots of that name."""
+    vm = "DC0_H0_VM7"
+    truth = campaign.Truth("vmware", vc.conn)
+    seeds.seed(truth, vm, "samerun")
+    run_id = "same-%s" % campaign.uuid.uuid4().hex[:8]
+    name = "prechange-" + run_id
+    fid = "concurrency/vmware/two-maintenance-runs-one-run-id"
+    spaces = []
+    for number in range(2):
+        folder = tmp_path / ("run%d" % number)
+        folder.mkdir()
+        spaces.append(it.Workspace(folder, "vmware", vc.conn, {"h1": vm}, group_vars=vc.inventory_vars,
+                                   change_probe=True))
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda ws: ws.run("prechange.snapshots.maintenance", {"prechange_run_id": run_id}),
+                                spaces))
+    truth.settle(vm)
+    problems = []
+    counts = [(ws.during("h1") or {"snapshots": {}})["snapshots"] for ws in spaces]
+    # during-*.json holds a name-keyed map: read the duplicates from the platform now, and from the probes' names.
+    final = truth.count(vm, name)
+    if final > 1:
+        ledger.violation("unrecorded_snapshots", fid, "%d snapshots named %s at the end" % (final, name))
+        problems.append("%d snapshots named %s at the end" % (final, name))
+    listed = set()
+    for ws in spaces:
+        listed |= reported_ids(ws.report_dir)
+    for snap in truth.snapshots(vm)[0]:
+        if snap.name == name and snap.id not in listed:
+            ledger.violation("unrecorded_snapshots", fid, "%s (%s) is in no report" % (snap.name, snap.id))
+    codes = [r.returncode for r in results]
+    if codes.count(0) == 0:
+        problems.append("neither run passed: %s" % [_failure_lines(r.stdout) for r in results])
+    for result in results:
+        ledger.scan(fid, result.stdout)
+        if "MODULE FAILURE" in result.stdout or "Traceback (most recent call last)" in result.stdout:
+            problems.append("a crash in the output")
+    ledger.record(fid, not problems, "; ".join(problems) or "ok (exit codes %s, seen during the change: %s)" % (
+        codes, [sorted(c) for c in counts]), " / ".join(_failure_lines(r.stdout) for r in results if r.returncode))
+    truth.close()
+
+
+BAD_VMS = {"vmware": "DC0_H0_VM6", "proxmox": "fault306"}
+
+
+def test_bad_input_changes_nothing(vc, pv, ledger, seeds):
+    """A wrong VM, a wrong snapshot name, an ambiguous snapshot name or VM name: a clear error, nothing changed."""
+    for backend in (vc, pv):
+        vm = BAD_VMS[backend.provider]
+        truth = backend.truth
+        seeds.seed(truth, vm, "bad")
+        truth.make(vm, "bad-one", "campaign")
+        cases = [("wrong-vm", "revert", "no-such-vm-%s" % campaign.uuid.uuid4().hex[:4], "bad-one"),
+                 ("wrong-vm", "delete", "no-such-vm-x", "bad-one"),
+                 ("wrong-snapshot", "revert", vm, "no-such-snapshot")]
+        if backend.provider == "vmware":
+            # vSphere allows two snapshots of one name: a revert or a delete by that name must refuse.
+            truth.make(vm, "twin", "first")
+            truth.make(vm, "twin", "second")
+            cases += [("ambiguous-snapshot", "revert", vm, "twin"), ("ambiguous-snapshot", "delete", vm, "twin")]
+        for kind, op, target_vm, name in cases:
+            fid = "bad-input/%s/%s/%s" % (backend.provider, kind, op)
+            before = truth.snapshots(vm)
+            run = call(backend, op, target_vm, name, timeout=30).wait()
+            problems = unchanged(truth, vm, before, run)
+            if op == "revert" and truth.snapshots(vm)[1] != before[1]:
+                ledger.violation("wrong_reverts", fid, "%s reverted" % vm)
+            judge(ledger, fid, backend, run, problems, expect_failure=True)
+    ambiguous_vm(vc, ledger, seeds)
+    ambiguous_vm(pv, ledger, seeds)
+    assert ledger.faults
+
+
+def ambiguous_vm(backend, ledger, seeds):
+    """Two VMs of one name (vSphere: in two folders; fakepve's own 'dup' pair): a revert by that name refuses."""
+    truth = backend.truth
+    if backend.provider == "vmware":
+        from pyVim.task import WaitForTask  # pylint: disable=import-outside-toplevel
+        name = "DC0_H0_VM8"
+        first = truth._vsphere_vm(name)  # pylint: disable=protected-access
+        second = truth._vsphere_vm("DC0_H0_VM9")  # pylint: disable=protected-access
+        datacenter = first.parent
+        while not hasattr(datacenter, "vmFolder"):
+            datacenter = datacenter.parent
+        folder = datacenter.vmFolder.CreateFolder("campaign-dup")
+        WaitForTask(folder.MoveIntoFolder_Task([second]), si=truth._si)  # pylint: disable=protected-access
+        WaitForTask(second.Rename_Task(name), si=truth._si)  # pylint: disable=protected-access
+        machines = [first, second]
+
+        def state(machine):
+            return machine.snapshot.currentSnapshot._moId if machine.snapshot else None  # pylint: disable=protected-access
+
+        def make(machine, snap):
+            WaitForTask(machine.CreateSnapshot_Task(name=snap, description="campaign", memory=False, quiesce=False),
+                        si=truth._si)  # pylint: disable=protected-access
+
+        def revert_to(machine, snap):
+            node = [n for n in it._vsphere_tree(machine) if n.name == snap][0]  # pylint: disable=protected-access
+            WaitForTask(node.snapshot.RevertToSnapshot_Task(), si=truth._si)  # pylint: disable=protected-access
+    else:
+        name = "dup"
+        api = it._pve_api(backend.conn)  # pylint: disable=protected-access
+        machines = [api.nodes("pve1").qemu(106), api.nodes("pve2").qemu(107)]
+
+        def state(machine):
+            return [s.get("parent") for s in machine.snapshot.get() if s["name"] == "current"][0]
+
+        def make(machine, snap):
+            campaign._pve_wait(api, machine.snapshot.post(snapname=snap))  # pylint: disable=protected-access
+
+        def revert_to(machine, snap):
+            campaign._pve_wait(api, machine.snapshot(snap).rollback.post())  # pylint: disable=protected-access
+    for machine in machines:
+        make(machine, "amb-target")
+        make(machine, "amb-after")
+    before = [state(m) for m in machines]
+    fid = "bad-input/%s/ambiguous-vm/revert" % backend.provider
+    run = call(backend, "revert", name, "amb-target", timeout=30).wait()
+    after = [state(m) for m in machines]
+    problems = []
+    if after != before:
+        ledger.violation("wrong_reverts", fid, "the VM name %r matches %d VMs and one was reverted" % (name, len(machines)))
+        problems.append("one of the two VMs named %s was reverted" % name)
+    judge(ledger, fid, backend, run, problems, expect_failure=True)
+    for machine in machines:
+        revert_to(machine, "amb-after")
+
+
+def test_secrets_are_never_printed(vc, pv, ledger, tmp_path):
+    """Wrong passwords and token secrets (distinctive values) are in no output; the real ones neither."""
+    wrong = campaign.secret()
+    ledger.secrets.add(wrong)
+    token = pv.extra
+    cases = [
+        (vc, "wrong-password", dict(password=wrong)),
+        (pv, "wrong-password", dict(api_password=wrong)),
+        (pv, "wrong-token-secret", dict(api_password=None, api_user=token["token_user"],
+                                        api_token_id=token["token_id"], api_token_secret=wrong)),
+        (pv, "right-token-secret", dict(api_password=None, api_user=token["token_user"],
+                                        api_token_id=token["token_id"], api_token_secret=token["token_secret"])),
+    ]
+    for backend, kind, override in cases:
+        vm = TRANSPORT_VMS[backend.provider]["list"]
+        args = {k: v for k, v in dict(conn_args(backend), vm=vm, name="sec-x", state="reverted", **override).items()
+                if v is not None}
+        run = run_module("%s_snapshot" % backend.provider, args)
+        fid = "secrets/%s/%s/module" % (backend.provider, kind)
+        judge(ledger, fid, backend, run, expect_failure=True)
+    # The same wrong password through the maintenance playbook, at -vvv (what a user pastes into a ticket).
+    ws = it.Workspace(tmp_path, "vmware", vc.conn, {"h1": "DC0_H0_VM3"},
+                      group_vars=dict(vc.inventory_vars, prechange_vmware_password=wrong))
+    result = it.run_playbook("prechange.snapshots.maintenance", inventory=str(ws.inventory), verbosity=3,
+                             env={"PRECHANGE_REPORT_DIR": str(ws.report_dir)})
+    ledger.scan("secrets/vmware/wrong-password/playbook -vvv", result.stdout)
+    for path in ws.report_dir.glob("*") if ws.report_dir.exists() else ():
+        ledger.scan("secrets/vmware/wrong-password/report %s" % path.name, path.read_text(errors="replace"))
+    problems = [] if result.returncode else ["the run with a wrong password passed"]
+    if "MODULE FAILURE" in result.stdout or "Traceback (most recent call last)" in result.stdout:
+        problems.append("a crash in the output")
+    ledger.record("secrets/vmware/wrong-password/playbook", not problems, "; ".join(problems) or "ok",
+                  _failure_lines(result.stdout))
+    assert ledger.secrets
+
+
+# --- the real libvirtd: busy domains, races, bad input, the daemon stopped and restarted under a job ---------
+
+CTL = campaign.os.path.join(campaign.REPO, "tests", "backends", "libvirtd", "ctl.sh")
+
+
+def ctl(action):
+    done = campaign.subprocess.run(["bash", CTL, action], stdout=campaign.subprocess.PIPE,
+                                   stderr=campaign.subprocess.STDOUT, universal_newlines=True, timeout=120, check=False)
+    assert done.returncode == 0, "ctl.sh %s: %s" % (action, done.stdout)
+
+
+@pytest.fixture
+def libvirt_part(libvirtd, libvirt_guests, seeds):
+    """The libvirt part holds /tmp/prechange-libvirt.lock throughout (it stops and restarts the shared libvirtd)."""
+    import fcntl  # pylint: disable=import-outside-toplevel
+    with open("/tmp/prechange-libvirt.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        made = []
+        try:
+            ctl("start")
+            for _guest in range(2):
+                guest = libvirt_guests.create("blank", "%sfaults-%s" % (libvirt_guests.PREFIX, campaign.uuid.uuid4().hex[:8]),
+                                              start=True, uri=libvirtd)
+                made.append(guest)
+            backend = it.libvirt_backend(libvirtd, [g.name for g in made])
+            backend.truth = campaign.Truth("libvirt", backend.conn)
+            backend.guests = made
+            for guest in made:
+                seeds.seed(backend.truth, guest.name, "lv")
+            yield backend
+            # The foreign snapshots are checked here, before the guests go (and their descriptions scanned).
+            seeds.check()
+            for truth, vm, _snap in [entry for entry in seeds.seeded if entry[0] is backend.truth]:
+                for snap in truth.snapshots(vm)[0]:
+                    seeds.ledger.scan("descriptions/libvirt/%s" % vm, snap.description)
+            seeds.seeded[:] = [entry for entry in seeds.seeded if entry[0] is not backend.truth]
+        finally:
+            ctl("start")
+            for guest in made:
+                libvirt_guests.destroy(guest.name, uri=libvirtd)
+
+
+def _backup(guest):
+    """A pull-mode backup job on the domain (runs until aborted), as tests/integration/test_libvirt_busy.py starts it."""
+    import libvirt  # pylint: disable=import-outside-toplevel
+    conn = libvirt.open(guest.uri if hasattr(guest, "uri") else "qemu:///system")
+    dom = conn.lookupByName(guest.name)
+    xml = ("<domainbackup mode='pull'><server transport='unix' socket='%s'/><disks>"
+           "<disk name='vda' backup='yes' type='file'><scratch file='%s'/></disk></disks></domainbackup>"
+           % (campaign.os.path.join(guest.dir, "nbd-%s.sock" % campaign.uuid.uuid4().hex[:4]),
+              campaign.os.path.join(guest.dir, "scratch-%s.qcow2" % campaign.uuid.uuid4().hex[:4])))
+    dom.backupBegin(xml, None, 0)
+    return conn, dom
+
+
+def _abort(conn, dom):
+    """End the backup job; after a daemon restart the old connection is dead: a new one finds the job again."""
+    import libvirt  # pylint: disable=import-outside-toplevel
+    try:
+        dom.abortJob()
+    except libvirt.libvirtError:
+        fresh = libvirt.open("qemu:///system")
+        try:
+            job = fresh.lookupByName(dom.name())
+            if job.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE:
+                job.abortJob()
+        finally:
+            fresh.close()
+    try:
+        conn.close()
+    except libvirt.libvirtError:
+        pass
+
+
+def test_libvirt_faults(libvirt_part, ledger, tmp_path):
+    backend = libvirt_part
+    truth = backend.truth
+    guest, other = backend.guests
+    vm = guest.name
+    # Busy: a real backup job holds the domain.
+    for lock_timeout in (0, 10):
+        fid = "busy/libvirt/create/lock_timeout=%d" % lock_timeout
+        name = "lv-busy-%d" % lock_timeout
+        before = truth.snapshots(vm)
+        conn, dom = _backup(guest)
+        ender = campaign.threading.Timer(1.0, _abort, (conn, dom)) if lock_timeout else None
+        if ender:
+            ender.start()
+        run = call(backend, "create", vm, name, timeout=30, lock_timeout=lock_timeout).wait()
+        if ender:
+            ender.join()
+        else:
+            _abort(conn, dom)
+        problems = []
+        count = truth.count(vm, name)
+        if run.failed:
+            problems += unchanged(truth, vm, before, run) + (["not waited for"] if lock_timeout else [])
+        elif not lock_timeout or count != 1:
+            problems.append("created %d with lock_timeout=%d on a busy domain" % (count, lock_timeout))
+        judge(ledger, fid, backend, run, problems)
+        truth.remove(vm, name)
+    # Two creates of one name at once.
+    concurrent_creates(backend, ledger, other.name)
+    # Bad input.
+    for kind, target_vm, name in (("wrong-vm", "pcstest-no-such-domain", "x"), ("wrong-snapshot", vm, "no-such")):
+        before = truth.snapshots(vm)
+        run = call(backend, "revert", target_vm, name, timeout=30).wait()
+        judge(ledger, "bad-input/libvirt/%s/revert" % kind, backend, run, unchanged(truth, vm, before, run),
+              expect_failure=True)
+    # libvirtd stopped: a clear error, nothing made; the retry after the restart makes exactly one.
+    before = truth.snapshots(vm)
+    ctl("stop")
+    try:
+        run = call(backend, "create", vm, "lv-down", timeout=10).wait()
+    finally:
+        ctl("start")
+    fid = "daemon/libvirt/create-while-stopped"
+    problems = unchanged(truth, vm, before, run) if run.failed else []
+    again = call(backend, "create", vm, "lv-down", timeout=30).wait()
+    if again.failed or truth.count(vm, "lv-down") != 1:
+        problems.append("after the restart the retry gave %s and %d snapshots" % (again.msg or "ok", truth.count(vm, "lv-down")))
+    judge(ledger, fid, backend, run, problems, expect_failure=True)
+    truth.remove(vm, "lv-down")
+    # libvirtd restarted while the module waits for another job (lock_timeout): the job's connection goes away.
+    fid = "daemon/libvirt/restart-under-a-waiting-create"
+    before = truth.snapshots(vm)
+    conn, dom = _backup(guest)
+    pending = call(backend, "create", vm, "lv-restart", timeout=20, lock_timeout=20)
+    campaign.time.sleep(1.5)
+    ctl("stop")
+    ctl("start")
+    _abort(conn, dom)
+    run = pending.wait()
+    count = truth.count(vm, "lv-restart")
+    problems = []
+    if run.failed:
+        if says_nothing_changed(run.msg) and count:
+            problems.append("says nothing was changed, but %d snapshots named lv-restart exist" % count)
+    elif count != 1:
+        problems.append("reported created, %d exist" % count)
+    again = call(backend, "create", vm, "lv-restart", timeout=30).wait()
+    count = truth.count(vm, "lv-restart")
+    if again.failed or count != 1:
+        problems.append("the retry gave %s and %d snapshots" % (again.msg or "ok", count))
+        if count > 1:
+            ledger.violation("unrecorded_snapshots", fid, "%d snapshots named lv-restart" % count)
+    judge(ledger, fid, backend, run, problems)
+    truth.remove(vm, "lv-restart")
+    # A maintenance run whose change restarts libvirtd (a libvirt upgrade on the hypervisor, say).
+    fid = "daemon/libvirt/maintenance-change-restarts-libvirtd"
+    ws = it.Workspace(tmp_path, "libvirt", backend.conn, {"h1": other.name}, group_vars=backend.inventory_vars)
+    ws.change.write_text("- ansible.builtin.shell: bash %s stop && bash %s start\n" % (CTL, CTL))
+    result = ws.run("prechange.snapshots.maintenance")
+    ledger.scan(fid, result.stdout)
+    problems = [] if result.returncode == 0 else ["the run failed (exit %d)" % result.returncode]
+    listed = reported_ids(ws.report_dir)
+    for run_id, found in ours(truth.snapshots(other.name)[0]).items():
+        for snap in found:
+            if not run_id.startswith("old-") and snap.id not in listed:
+                ledger.violation("unrecorded_snapshots", fid, "%s of run %s is in no report" % (snap.name, run_id))
+    if "MODULE FAILURE" in result.stdout or "Traceback (most recent call last)" in result.stdout:
+        problems.append("a crash in the output")
+    ledger.record(fid, not problems, "; ".join(problems) or "ok", _failure_lines(result.stdout) if problems else "")
+    assert ledger.faults
+
+
+def test_every_seeded_snapshot_survived_and_no_secret_is_in_a_description(vc, pv, ledger, seeds):
+    """The campaign's end: foreign and older runs' snapshots all there; no secret in any snapshot description."""
+    seeds.check()
+    for backend in (vc, pv):
+        for vm in set(v for _truth, v, _snap in seeds.seeded if _truth.provider == backend.provider):
+            for snap in backend.truth.snapshots(vm)[0]:
+                ledger.scan("descriptions/%s/%s" % (backend.provider, vm), snap.description)
+    assert not any(ledger.count(name) for name in campaign.Ledger.COUNTERS), "\n".join(ledger.report_lines())
