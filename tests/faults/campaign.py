@@ -324,8 +324,8 @@ class Truth(object):
         if self.provider == "vmware":
             from pyVim.task import WaitForTask  # pylint: disable=import-outside-toplevel
             machine = self._vsphere_vm(vm)
-            WaitForTask(machine.CreateSnapshot_Task(name=name, description=description, memory=memory,
-                                                     quiesce=False), si=self._si)
+            WaitForTask(machine.CreateSnapshot_Task(name=name, description=description, memory=memory, quiesce=False),
+                        si=self._si)
         elif self.provider == "proxmox":
             api = it._pve_api(self.conn)  # pylint: disable=protected-access
             guest = it._pve_guest(api, vm)  # pylint: disable=protected-access

@@ -113,8 +113,8 @@ class TransportCase(object):
         self.index = index
         self.vm = TRANSPORT_VMS[backend.provider][op]
         self.after_bytes = after_bytes
-        self.id = "transport/%s/%s/%s@request%d%s" % (backend.provider, op, mode, index,
-                                                     "+%dB" % after_bytes if after_bytes else "")
+        self.id = "transport/%s/%s/%s@request%d%s" % (
+            backend.provider, op, mode, index, "+%dB" % after_bytes if after_bytes else "")
         self.name = {"create": "fc-%s-%d" % (mode, serial), "delete": "fd-%s-%d" % (mode, serial),
                      "revert": "fr-target", "list": None}[op]
         self.proxy = None
@@ -396,8 +396,8 @@ def test_busy_vms(vc, pv, ledger, seeds):
         truth = backend.truth
         seeds.seed(truth, vm, "busy")
         job = OtherJob(backend, vm, seeds)
-        made = run_module("%s_snapshot" % backend.provider, dict(conn_args(backend), vm=vm, name="busy-target",
-                                                                   state="present", run_id=RUN_ID))
+        made = run_module("%s_snapshot" % backend.provider,
+                          dict(conn_args(backend), vm=vm, name="busy-target", state="present", run_id=RUN_ID))
         assert not made.failed, made.msg
         truth.make(vm, "busy-after", "campaign: current before the revert")
         for op in ("create", "delete", "revert"):
@@ -477,19 +477,23 @@ def concurrent_creates(backend, ledger, vm, hook=None):
     backend.truth.remove(vm, name)
 
 
+def slow_creates(backend, vm):
+    """A vcsim hook: a create that takes a while, as on vCenter; the second call meets the first one's running task."""
+    from vcsim import set_task_hook  # pylint: disable=import-outside-toplevel
+    truth = backend.truth
+
+    def hook(on):
+        machine = truth._vsphere_vm(vm)  # pylint: disable=protected-access
+        set_task_hook(truth._si, machine, "CreateSnapshot", delay_ms=1000 if on else 0)  # pylint: disable=protected-access
+    return hook
+
+
 def test_concurrent_creates(vc, pv, ledger, seeds):
+    """Two creates of one snapshot name on one VM at once (lock_timeout 30): exactly one snapshot of it after."""
     for backend in (vc, pv):
         vm = CONCURRENT_VMS[backend.provider]
         seeds.seed(backend.truth, vm, "race")
-        hook = None
-        if backend.provider == "vmware":
-            from vcsim import set_task_hook  # pylint: disable=import-outside-toplevel
-
-            def hook(on, truth=backend.truth, vm=vm):
-                # A create that takes a while, as on vCenter: the second call meets the first one's running task.
-                machine = truth._vsphere_vm(vm)  # pylint: disable=protected-access
-                set_task_hook(truth._si, machine, "CreateSnapshot", delay_ms=1000 if on else 0)  # pylint: disable=protected-access
-        concurrent_creates(backend, ledger, vm, hook)
+        concurrent_creates(backend, ledger, vm, slow_creates(backend, vm) if backend.provider == "vmware" else None)
     assert ledger.faults
 
 
@@ -1018,4 +1022,5 @@ def test_every_seeded_snapshot_survived_and_no_secret_is_in_a_description(vc, pv
         for vm in set(v for _truth, v, _snap in seeds.seeded if _truth.provider == backend.provider):
             for snap in backend.truth.snapshots(vm)[0]:
                 ledger.scan("descriptions/%s/%s" % (backend.provider, vm), snap.description)
-    assert not any(ledger.count(name) for name in campaign.Ledger.COUNTERS), "\n".join(ledger.report_lines())
+    # The list of what happened is printed once, with the summary line, at the end of the session.
+    assert not any(ledger.count(name) for name in campaign.Ledger.COUNTERS), ledger.summary_line()
