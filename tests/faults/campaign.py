@@ -81,6 +81,8 @@ class Ledger(object):
         self.faults = []
         self.violations = {name: [] for name in self.COUNTERS}
         self.secrets = set()
+        # Faults the harness aimed but that never fired (a call made fewer requests): not counted as tried.
+        self.unfired = []
         self.lock = threading.Lock()
         self.scanned = 0
 
@@ -121,6 +123,8 @@ class Ledger(object):
             if not fault.survived:
                 lines.append("NOT SURVIVED %s: %s%s" % (fault.id, fault.happened,
                                                         (" | message: %s" % _short(fault.message)) if fault.message else ""))
+        for fid in self.unfired:
+            lines.append("NOT FIRED %s (not counted: the call made fewer requests than aimed at)" % fid)
         for name in self.COUNTERS:
             for item in self.violations[name]:
                 lines.append("%s %s" % (name.upper(), item))

@@ -145,8 +145,6 @@ class TransportCase(object):
         self.truth.settle(self.vm, getattr(self.backend, "cluster", None))
         after, current = self.truth.snapshots(self.vm)
         problems = []
-        if self.proxy.hits == 0:
-            problems.append("the fault never fired (%d requests seen)" % self.proxy.requests)
         if run.failed:
             crash = crash_of(run, self.backend.provider)
             if crash:
@@ -163,6 +161,9 @@ class TransportCase(object):
             self.ledger.violation("wrong_reverts", self.id, "the VM's current snapshot is %s, neither %s nor %s"
                                   % (current, self.current_before, target_id))
         problems += self.retry()
+        if self.proxy.hits == 0:
+            self.ledger.unfired.append("%s (%d requests seen)" % (self.id, self.proxy.requests))
+            return
         self.ledger.record(self.id, not problems, "; ".join(problems) or "ok", run.msg if run.failed else "")
 
     def _target_id(self, snaps):
