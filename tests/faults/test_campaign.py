@@ -163,8 +163,9 @@ class TransportCase(object):
         problems += self.retry()
         if self.proxy.hits == 0:
             self.ledger.unfired.append("%s (%d requests seen)" % (self.id, self.proxy.requests))
-            return
+            return False
         self.ledger.record(self.id, not problems, "; ".join(problems) or "ok", run.msg if run.failed else "")
+        return True
 
     def _target_id(self, snaps):
         ids = [s.id for s in snaps if s.name == self.name]
@@ -291,12 +292,21 @@ def transport_cases(backend, ledger, seeds):
             # The API goes away right after the create was accepted: the answer of the next request is lost.
             serial += 1
             cases.append(TransportCase(backend, ledger, op, "refuse", index + 1, serial))
+    done = []
     for case in cases:
         if case.mode != "stall":
             case.prepare()
             case.launch()
-            case.finish()
-    return cases
+            if not case.finish() and case.index > 0:
+                # Through TLS a request's count can be one off (headers and body arriving apart): aim once more,
+                # one request earlier.
+                case = TransportCase(backend, ledger, case.op, case.mode, case.index - 1, serial + len(done) + 1,
+                                     case.after_bytes)
+                case.prepare()
+                case.launch()
+                case.finish()
+        done.append(case)
+    return done
 
 
 def test_transport_faults(vc, pv, ledger, seeds):
