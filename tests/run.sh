@@ -13,6 +13,8 @@
 #                                                  scenarios / the static stages while iterating
 #   SKIP_DOCS=1                                    skip the docs stage (lint and site) of the static stages
 #   SKIP_CORES=1                                   skip the ansible-core matrix (tests/cores)
+#   SKIP_FAULTS=1                                  skip the fault campaign (tests/faults: faults injected against
+#                                                  vcsim, fakepve and libvirtd; prints one "fault campaign:" line)
 #   SKIP_RELEASE=1                                 skip the release checks (tests/release/run.sh) of the static stages
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -109,6 +111,12 @@ fi
 
 bash tests/backends/libvirtd/ctl.sh start || exit 1
 stage "pytest: unit, provider and integration tests on the real backends" python -m pytest "$@"
+
+if [ -z "${SKIP_FAULTS:-}" ]; then
+  # Its own stage (not in pytest.ini's testpaths): it restarts libvirtd under flock /tmp/prechange-libvirt.lock.
+  stage "faults: the fault campaign against vcsim, fakepve and libvirtd (tests/faults)" \
+    python -m pytest tests/faults -p no:cacheprovider
+fi
 
 if [ -z "${SKIP_MOLECULE:-}" ]; then
   # One scenario after another: each starts its own backend.
