@@ -167,4 +167,11 @@ options:
     description:
       - V(true) lists only our snapshots whose expiry has passed; V(false) only the others.
     type: bool
+  timeout:
+    description:
+      - Seconds to wait for each API call (connect and answer). An API that does not answer in time is
+        reported as C(no answer from <host> within <n>s), never waited for longer.
+    type: int
+    default: 600
+    version_added: 1.0.0
 """

@@ -39,6 +39,15 @@ class SnapshotError(Exception):
         # Structured extras returned next to msg (for example the candidates of an ambiguous name).
         self.details = details or {}
 
+    def __copy__(self):
+        # One error reported on many hosts is copied per host (each binds its own VM): copy the attributes
+        # rather than calling __init__ again, whose signature differs between subclasses.
+        clone = self.__class__.__new__(self.__class__)
+        clone.__dict__.update(self.__dict__)
+        clone.args = self.args
+        clone.details = dict(self.details)
+        return clone
+
     def bind(self, action=None, vm=None, snapshot=None, provider=None):
         """Fill in context that the raising code did not know; never overwrite what it did."""
         self.action = self.action or action
@@ -221,7 +230,7 @@ def transport_fault(error):
     connect timeout). Walks ``__cause__``, ``__context__``, ``reason`` and exception ``args``: requests,
     urllib3, http.client and pyvmomi wrap the socket's own error in their own.
     """
-    seen, queue, connect_phase = set(), [error], False
+    seen, queue, connect_phase, found = set(), [error], False, None
     while queue:
         current = queue.pop(0)
         if not isinstance(current, BaseException) or id(current) in seen:
@@ -229,12 +238,20 @@ def transport_fault(error):
         seen.add(id(current))
         connect_phase = connect_phase or type(current).__name__ in _CONNECT_PHASE
         kind = _kind_of(current)
-        if kind is not None:
-            sent = kind != "refused" and not connect_phase and not (kind == "tls" and _in_handshake(current))
-            return kind, sent
+        if kind == "no_answer":
+            # A read that timed out is the root cause, even when the client then reports the connection it
+            # closed because of it (pyvmomi's stub does): never call a stall a reset.
+            found = (kind, current)
+            break
+        if kind is not None and found is None:
+            found = (kind, current)
         queue.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
         queue.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException))
-    return None
+    if found is None:
+        return None
+    kind, current = found
+    sent = kind != "refused" and not connect_phase and not (kind == "tls" and _in_handshake(current))
+    return kind, sent
 
 
 def _in_handshake(error):

@@ -77,6 +77,7 @@ def info_argument_spec():
         run_id=dict(type="str"),
         older_than=dict(type="str"),
         expired=dict(type="bool"),
+        timeout=dict(type="int", default=600),
     )
 
 
@@ -227,6 +228,9 @@ def run_info_module(backend_class, connection_spec, extra_spec=None, module_kwar
     p = module.params
     provider = getattr(backend_class, "provider", None)
     try:
+        if p["timeout"] is not None and p["timeout"] <= 0:
+            raise InvalidRequest("'timeout' must be a positive number of seconds", action="list",
+                                 hint="Set timeout to the seconds to wait for the API, for example 60")
         if p["older_than"]:
             try:
                 parse_duration(p["older_than"])

@@ -95,9 +95,6 @@ def call(backend, op, vm, name=None, port=None, cap=60.0, **extra):
     if op == "create":
         args.update(run_id=RUN_ID, description="made by the fault campaign")
     args.update(extra)
-    if op == "list":
-        # The info modules have no timeout option: a stalled listing is bounded by the campaign's cap alone.
-        args.pop("timeout", None)
     return campaign.ModuleRun(module, args, cap)
 
 
