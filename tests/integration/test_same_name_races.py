@@ -99,8 +99,8 @@ def side(request):
         barrier = None
         _listed = False
 
-        def list_snapshots(self, vm_record):
-            found = super().list_snapshots(vm_record)
+        def list_snapshots(self, vm):
+            found = super().list_snapshots(vm)
             if self.barrier is not None and not self._listed:
                 self._listed = True
                 self.barrier.wait(timeout=60)

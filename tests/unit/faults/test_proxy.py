@@ -129,7 +129,7 @@ def test_match_only_counts_matching_requests(proxy, server):
 def test_match_with_after_requests_skips_matching_ones(proxy, server):
     proxy.set_fault("reset", after_requests=1, match=b"POST")
     conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=5)
-    for _ in range(3):
+    for _request in range(3):
         assert _get(conn) == b"hello"
     conn.request("POST", "/a", body=b"1")
     assert conn.getresponse().read() == b"created"
@@ -255,7 +255,7 @@ def test_through_tls_one_request_is_one_http_request(tls_server, tls_version):
         # The handshakes are not requests: two connections, five HTTP requests.
         for requests in (3, 2):
             conn = http.client.HTTPSConnection("127.0.0.1", proxy.port, timeout=5, context=context)
-            for _ in range(requests):
+            for _request in range(requests):
                 assert _get(conn) == b"hello"
             conn.close()
         assert proxy.requests == 5

@@ -201,12 +201,14 @@ def test_a_run_killed_while_its_snapshots_are_made_names_each_snapshot_that_may_
 
 
 def test_a_create_that_failed_before_anything_was_sent_leaves_nothing_to_look_for():
-    facts = {"__snapshot_run": {"hosts": {"web01": {"failed": True, "msg": "Failed to create ...: refused",
-                                                     "snapshot": "prechange-r7", "error": "PrecheckFailed"}}}}
+    result = {"failed": True, "msg": "Failed to create ...: refused", "snapshot": "prechange-r7",
+              "error": "PrecheckFailed"}
+    facts = {"__snapshot_run": {"hosts": {"web01": result}}}
     assert report.host_record("web01", facts)["left"] is None
 
 
 def test_a_vm_another_run_holds_is_refused_not_an_error():
-    facts = {"__snapshot_run": {"hosts": {"web01": {"failed": True, "msg": "Failed to create ...: the VM is held by "
-                                                     "maintenance run r1", "error": "RunConflict"}}}}
+    result = {"failed": True, "msg": "Failed to create ...: the VM is held by maintenance run r1",
+              "error": "RunConflict"}
+    facts = {"__snapshot_run": {"hosts": {"web01": result}}}
     assert report.host_record("web01", facts)["outcome"] == "refused"
