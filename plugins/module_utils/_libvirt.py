@@ -282,7 +282,9 @@ class LibvirtBackend(SnapshotBackend):
         error = outcome.get("error")
         if error is not None:
             kind = transport_kind(error.get_error_code(), error.get_error_domain(), error.get_error_message())
-            if kind is not None:
+            # Opening the connection: only a refusal reads as a transport fault; anything else (a socket that does
+            # not exist, a bad URI) is said in libvirt's own words, never as a connection lost mid-answer.
+            if kind == "refused":
                 raise ConnectionLost(self.host, kind, timeout=self.silence, sent=False, provider=self.provider,
                                      hint="Check 'uri' and that libvirtd is running")
             raise ConnectionFailed("cannot connect to %s: %s" % (self.uri, error.get_error_message()),
