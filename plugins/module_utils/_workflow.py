@@ -294,8 +294,12 @@ def _after_failed_create(backend, vm, request, now, error):
         snapshots = backend.list_snapshots(vm)
     except SnapshotError:
         raise error
-    mine = [s for s in snapshots if s.name == request.name and s.owner and s.owner.get("run") == request.run_id
-            and s.owner.get("holder") == request.holder and s.owner.get("phase") == PENDING]
+    def made_by_this_run(snap):
+        owner = snap.owner or {}
+        ours = owner.get("run") == request.run_id and owner.get("holder") == request.holder
+        return ours and snap.name == request.name and owner.get("phase") == PENDING
+
+    mine = [s for s in snapshots if made_by_this_run(s)]
     if len(mine) == 1 and isinstance(error, ConnectionFailed):
         # Only a lost answer: a create the platform itself failed is not taken for a success.
         return mine[0]
@@ -315,9 +319,12 @@ def _back_off_if_raced(backend, vm, made, request, now):
     """
     # A rival of the same name is settled by the engine instead (the snapshot made first stays, the other
     # creator deletes its own), so that two runs with one run id end with exactly one snapshot.
-    rivals = [s for s in backend.list_snapshots(vm)
-              if s.owner and s.owner.get("phase") == PENDING and lease_live(s.owner, now)
-              and s.owner.get("holder") != request.holder and s.id != made.id and s.name != made.name]
+    def rival(snap):
+        if not snap.owner or snap.owner.get("phase") != PENDING or not lease_live(snap.owner, now):
+            return False
+        return snap.owner.get("holder") != request.holder and snap.id != made.id and snap.name != made.name
+
+    rivals = [s for s in backend.list_snapshots(vm) if rival(s)]
     if not rivals:
         return
     when_free(lambda: backend.delete(vm, made, False, request.timeout), request.lock_timeout)
