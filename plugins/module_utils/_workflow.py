@@ -294,6 +294,7 @@ def _after_failed_create(backend, vm, request, now, error):
         snapshots = backend.list_snapshots(vm)
     except SnapshotError:
         raise error
+
     def made_by_this_run(snap):
         owner = snap.owner or {}
         ours = owner.get("run") == request.run_id and owner.get("holder") == request.holder
