@@ -320,12 +320,12 @@ def _back_off_if_raced(backend, vm, made, request, now):
     """
     # A rival of the same name is settled by the engine instead (the snapshot made first stays, the other
     # creator deletes its own), so that two runs with one run id end with exactly one snapshot.
-    def rival(snap):
+    def is_rival(snap):
         if not snap.owner or snap.owner.get("phase") != PENDING or not lease_live(snap.owner, now):
             return False
         return snap.owner.get("holder") != request.holder and snap.id != made.id and snap.name != made.name
 
-    rivals = [s for s in backend.list_snapshots(vm) if rival(s)]
+    rivals = [s for s in backend.list_snapshots(vm) if is_rival(s)]
     if not rivals:
         return
     when_free(lambda: backend.delete(vm, made, False, request.timeout), request.lock_timeout)

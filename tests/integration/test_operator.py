@@ -263,8 +263,8 @@ def test_a_run_killed_while_its_snapshots_are_made_leaves_them_recorded_and_neve
     """SIGTERM while the snapshot tasks run (vcsim holds each CreateSnapshot task for 4 s): the report written
     before the calls names each host's snapshot that may now be on the VM; vSphere finishes the tasks; a fresh
     run refuses the VMs instead of making a second pre-change snapshot; the printed resume command adopts them."""
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "backends", "vcsim"))
-    from vcsim import set_task_hook  # noqa: E402  pylint: disable=import-outside-toplevel,import-error
+    # conftest puts tests/backends/vcsim on sys.path.
+    from vcsim import set_task_hook  # pylint: disable=import-outside-toplevel,import-error
     from conftest import _vsphere, _vsphere_vm  # pylint: disable=import-error,import-outside-toplevel
 
     vms = ["DC0_H0_VM0", "DC0_C0_RP0_VM0"]
