@@ -44,16 +44,16 @@ tail_logs() {
 }
 
 # Run a daemon without the caller's open descriptors beyond 0-2: started under
-# `flock /tmp/prechange-libvirt.lock ...`, a daemon that inherits the lock's descriptor holds
-# the lock for as long as it runs, and every later `flock` waits forever.
+# `flock /tmp/prechange-libvirt.lock ...`, a daemon (or a shell waiting for it) that inherits the
+# lock's descriptor holds the lock for as long as it runs, and every later `flock` waits forever.
+# Call it only in a subshell or as a background job: it closes that shell's descriptors, then execs.
 without_inherited_fds() {
-    (
-        for fd in /proc/self/fd/*; do
-            fd=${fd##*/}
-            if [ "$fd" -gt 2 ] 2>/dev/null; then eval "exec $fd>&-" 2>/dev/null || true; fi
-        done
-        exec "$@"
-    )
+    local fd
+    for fd in /proc/"$BASHPID"/fd/*; do
+        fd=${fd##*/}
+        if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec "$@"
 }
 
 start() {
@@ -70,7 +70,7 @@ start() {
     if ! alive "$VIRTLOGD_PID"; then
         # Without virtlogd, starting any domain fails (QEMU's stdout/stderr go through it).
         rm -f "$VIRTLOGD_PID"
-        without_inherited_fds virtlogd --daemon --pid-file "$VIRTLOGD_PID" >>"$VIRTLOGD_LOG" 2>&1
+        (without_inherited_fds virtlogd --daemon --pid-file "$VIRTLOGD_PID") >>"$VIRTLOGD_LOG" 2>&1
     fi
 
     if ! alive "$LIBVIRTD_PID"; then
