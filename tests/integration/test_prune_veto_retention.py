@@ -26,7 +26,6 @@ from conftest import (  # pylint: disable=import-error
     Workspace,
     _pve_api,
     _pve_guest,
-    api_snapshots,
     new_run_id,
     workflow_backend,
 )
