@@ -61,6 +61,13 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._report import
     status_line as report_status_line,
     timeline_svg,
 )
+from ansible_collections.prechange.snapshots.plugins.module_utils._retention import (
+    RETENTION_PER,
+    RETENTION_TIERS,
+    append_audit,
+    audit_entries,
+    read_audit,
+)
 from ansible_collections.prechange.snapshots.plugins.module_utils._module import (
     default_creator,
     new_run_id,
@@ -77,6 +84,7 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._workflow impo
     parse_lease,
     prune_group,
     run_group,
+    settle_decision,
     verb_for,
 )
 from ansible_collections.prechange.snapshots.plugins.plugin_utils._in_process import _environment
@@ -135,7 +143,7 @@ def _bad(host, what, hint):
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _VALID_ARGS = frozenset(("step", "kind", "request", "hosts", "run_id", "holder", "results", "report_dir", "batch",
-                             "max_fail_percentage", "fail_reverted"))
+                             "max_fail_percentage", "fail_reverted", "plan"))
     _supports_check_mode = True
 
     def run(self, tmp=None, task_vars=None):
@@ -221,6 +229,9 @@ class ActionModule(ActionBase):
         records += [record for host, record in earlier.items() if host not in hosts]
         report = build_report(kind, run_id, check_mode, isoformat(utcnow()), socket.gethostname(), records,
                               inventory=task_vars.get("ansible_inventory_sources") or ())
+        # What this run created, reverted and deleted (and what a veto kept), as the audit log recorded it.
+        audit_path = self._audit_path(task_vars)
+        report["audit"] = {"log": audit_path, "entries": read_audit(audit_path, run_id) if audit_path else []}
         self._write_report(report, path)
         failing = {"error", "refused"} | ({"reverted"} if boolean(args.get("fail_reverted", True), strict=False)
                                           else set())
@@ -342,8 +353,23 @@ class ActionModule(ActionBase):
         request["round"] = self._round()
         # The serial batch it belongs to (a later batch runs the same tasks, so the same round).
         request["batch"] = list(task_vars.get("ansible_play_batch") or [])
+        facts = {FACT % kind: request}
+        if kind == "settle":
+            # What the user's veto tasks are shown: this run's snapshot, when the verdict will delete it.
+            facts["revert_or_prune_veto_candidates"] = self._settle_candidates(request)
         # The request holds connection secrets: keep them out of the task's displayed result.
-        return {"changed": False, "ansible_facts": {FACT % kind: request}, "_ansible_no_log": True}
+        return {"changed": False, "ansible_facts": facts, "_ansible_no_log": True}
+
+    def _settle_candidates(self, request):
+        record = request["record"]
+        if settle_decision(request, bool(self._task.check_mode))[0] != "delete" or record.get("predicted"):
+            return []
+        owner = record.get("owner") or {}
+        return [{"vm": record.get("vm_name") or record.get("vm"), "snapshot": record.get("name"),
+                 "snapshot_id": str(record.get("id")), "provider": record.get("provider"),
+                 "run_id": owner.get("run") or record.get("run_id"), "ticket": owner.get("ticket"),
+                 "created": owner.get("created") or record.get("created"), "expires": owner.get("expires"),
+                 "phase": owner.get("phase"), "creator": owner.get("creator")}]
 
     def _round(self):
         """Which call a step belongs to, the same for its request and run steps and no other call's.
@@ -492,6 +518,25 @@ class ActionModule(ActionBase):
                        "Run the snapshot role first, or use the revert playbook with revert_or_prune_run_id")
         request["provider"], request["vm"] = record["provider"], str(record["vm"])
         ActionModule._check_choices(request, host)
+        ActionModule._check_veto(request, host)
+
+    @staticmethod
+    def _check_veto(request, host):
+        command = request.get("veto_command")
+        if command in (None, "", []):
+            request["veto_command"] = None
+        elif not isinstance(command, (str, list)) or (isinstance(command, list) and not all(
+                isinstance(part, (str, int, float)) for part in command)):
+            raise _bad(host, "revert_or_prune_veto_command is '%s'" % (command,),
+                       "Give a command line (a string) or a list of arguments")
+        try:
+            request["veto_timeout"] = float(request.get("veto_timeout") or 60)
+            if request["veto_timeout"] <= 0:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise _bad(host, "revert_or_prune_veto_timeout is '%s'" % request.get("veto_timeout"),
+                       "Use the seconds the veto command may take per snapshot")
+        request["veto_tasks_file"] = str(request.get("veto_tasks_file") or "")
 
     @staticmethod
     def _check_choices(request, host):
@@ -527,6 +572,20 @@ class ActionModule(ActionBase):
         if not request.get("vm"):
             raise _bad(host, "no VM is named", "Set prechange_vm (default: the inventory hostname)")
         ActionModule._check_lock_timeout(request, host, "revert_or_prune")
+        ActionModule._check_veto(request, host)
+        retention = dict(request.get("retention") or {})
+        for key in ("last",) + RETENTION_TIERS:
+            try:
+                retention[key] = int(retention.get(key) or 0)
+                if retention[key] < 0:
+                    raise ValueError
+            except (TypeError, ValueError):
+                raise _bad(host, "revert_or_prune_keep_%s is '%s'" % (key, retention.get(key)),
+                           "Use a count (0: no such rule)")
+        if (retention.get("per") or "vm") not in RETENTION_PER:
+            raise _bad(host, "revert_or_prune_keep_per is '%s'" % retention.get("per"), "Use vm or ticket")
+        retention["per"] = retention.get("per") or "vm"
+        request["retention"] = retention
 
     # --- run: one API session per endpoint, every VM at once -----------------------------------------------
 
@@ -545,7 +604,7 @@ class ActionModule(ActionBase):
             request = (hostvars.get(host) or {}).get(FACT % kind)
             if isinstance(request, dict) and request.get("round") == this_round and not request.get("consumed") \
                     and self._this_batch(host, request, alive):
-                requests[host] = request
+                requests[host] = self._with_veto_answers(kind, request, hostvars.get(host) or {})
         environment = {}
         self._compute_environment_string(raw_environment_out=environment)
         no_log_values = set()
@@ -559,11 +618,16 @@ class ActionModule(ActionBase):
             for provider, connection, items in group_requests(requests):
                 results.update(self._run_group(provider, connection, items, kind, check_mode, run_id, holder,
                                                no_log_values))
+        if not check_mode and not self._task.args.get("plan"):
+            self._audit(kind, requests, results, run_id, task_vars)
         for host, result in results.items():
             result["failed"] = bool(result.get("failed"))
             if not result["failed"] and host in requests:
                 result.update(self._outputs(kind, result, requests[host], run_id))
         finished = round(time.time(), 3)
+        if self._task.args.get("plan"):
+            # Only the candidates, for the user's veto tasks: the requests stay for the real call.
+            return {"changed": False, "hosts": remove_values(results, no_log_values), "plan": True}
         out = {
             "changed": any(r.get("changed") for r in results.values()),
             "hosts": remove_values(results, no_log_values),
@@ -580,6 +644,54 @@ class ActionModule(ActionBase):
         if kind == "snapshot" and results:
             self._interim_report(task_vars, run_id, out["hosts"], started, finished)
         return out
+
+    def _with_veto_answers(self, kind, request, facts):
+        """A request with what the user's veto tasks answered since it was made (and what they were shown)."""
+        if kind not in ("settle", "prune") or not request.get("veto_tasks_file") or self._task.args.get("plan"):
+            return request
+        request = dict(request)
+        vetoed = self._templar.template(facts.get("revert_or_prune_vetoed") or [])
+        request["vetoed"] = vetoed if isinstance(vetoed, list) else [vetoed]
+        if kind == "prune":
+            shown = self._templar.template(facts.get("revert_or_prune_veto_candidates") or [])
+            request["reviewed"] = [str(c.get("snapshot_id")) for c in shown if isinstance(c, dict)]
+        return request
+
+    def _audit_path(self, task_vars):
+        """prechange_audit_log, else prechange-audit.jsonl in the report directory; false: no log."""
+        path = self._templar.template(task_vars.get("prechange_audit_log", ""))
+        if path in (False, None) or str(path).lower() in ("false", "no", "off", "none"):
+            return None
+        if path:
+            return str(path)
+        directory = self._templar.template(task_vars.get("maintenance_report_dir") or "") or \
+            default_report_dir(os.environ, os.getcwd())
+        return os.path.join(directory, "prechange-audit.jsonl")
+
+    def _who(self, task_vars):
+        """Who acted: the controller user, and the AWX / AAP job and user when the job runs there."""
+        who = {"user": default_creator()}
+        job = task_vars.get("awx_job_id") or task_vars.get("tower_job_id") or os.environ.get("JOB_ID")
+        user = task_vars.get("awx_user_name") or task_vars.get("tower_user_name")
+        if job:
+            who["awx_job_id"] = str(job)
+        if user:
+            who["awx_user"] = str(user)
+        return who
+
+    def _audit(self, kind, requests, results, run_id, task_vars):
+        """Every create, revert and delete of this call, as one append to the audit log."""
+        path = self._audit_path(task_vars)
+        if not path:
+            return
+        who, entries = self._who(task_vars), []
+        for host, result in results.items():
+            request = requests.get(host) or {}
+            entries += audit_entries(kind, result, request, who, run_id)
+        try:
+            append_audit(path, entries)
+        except OSError as error:
+            display.warning("could not write the audit log %s: %s" % (path, error))
 
     @staticmethod
     def _this_batch(host, request, alive):
@@ -628,7 +740,7 @@ class ActionModule(ActionBase):
         try:
             with backend_class(params, warn=warnings.append) as backend:
                 if kind == "prune":
-                    found = prune_group(backend, items, check_mode)
+                    found = prune_group(backend, items, check_mode, plan=bool(self._task.args.get("plan")))
                 else:
                     found = run_group(backend, items, kind, check_mode, run_id=run_id, holder=holder)
         except SnapshotError as error:
@@ -713,7 +825,16 @@ class ActionModule(ActionBase):
 
     _facts_lookup = _facts_settle
 
+    def _facts_prune(self, mine, everything):
+        if self._task.args.get("plan") or everything.get("plan"):
+            shown = list(mine.get("candidates") or [])
+            for other in mine.get("others") or []:
+                shown += other.get("candidates") or []
+            return {"revert_or_prune_veto_candidates": shown}
+        return self._pruned_facts(mine)
+
     @staticmethod
-    def _facts_prune(mine, everything):
+    def _pruned_facts(mine):
         return {"revert_or_prune_pruned": {"deleted": mine.get("deleted") or [], "held": mine.get("held") or [],
+                                           "vetoed": mine.get("vetoed") or [], "retained": mine.get("retained") or [],
                                            "others": mine.get("others") or []}}

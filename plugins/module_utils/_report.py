@@ -502,6 +502,14 @@ def markdown(report, picture=None):
         for step in report["next"]:
             lines += ["- %s (%s):" % (step["what"], ", ".join(step["hosts"])), "",
                       "  ```", "  %s" % step["command"], "  ```"]
+    audit = (report.get("audit") or {}).get("entries") or []
+    if audit:
+        lines += ["", "## Audit (%s)" % report["audit"].get("log"), "",
+                  "| When | Who | Action | Outcome | VM | Snapshot | Ticket |", "|---|---|---|---|---|---|---|"]
+        lines += ["| %s |" % " | ".join(cell(c) for c in (
+            e.get("time"), (e.get("who") or {}).get("awx_user") or (e.get("who") or {}).get("user"), e.get("action"),
+            e.get("outcome") + (": " + e["msg"] if e.get("msg") else ""), e.get("vm"), e.get("snapshot"),
+            e.get("ticket") or "")) for e in audit]
     if picture:
         lines += ["", "## Timeline", "", "![timeline of the window](%s)" % picture]
     return "\n".join(lines) + "\n"

@@ -57,6 +57,12 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._marker import
     parse_time,
     utcnow,
 )
+from ansible_collections.prechange.snapshots.plugins.module_utils._retention import (
+    Retention,
+    candidate,
+    retained,
+    veto_reason,
+)
 from ansible_collections.prechange.snapshots.plugins.module_utils._snapshot import (
     SnapshotParams,
     ensure,
@@ -417,11 +423,12 @@ def revert_power(requested, recorded, memory):
 
 
 def settle(backend, vm, expected, decision, power_state, check_mode, timeout=None, now=None, passed=None,
-           lock_timeout=0):
+           lock_timeout=0, veto=None):
     """Act on exactly the recorded snapshot: revert, delete, keep or release; record the phase.
 
     ``passed`` is the verdict behind a keep: a kept snapshot of a passed change is ``verified``,
-    one kept without a verdict (or as asked) is ``kept``.
+    one kept without a verdict (or as asked) is ``kept``. ``veto`` (the request's veto settings) is
+    asked before a delete: a vetoed snapshot is kept until its expiry instead, and the result says why.
     """
     now = now or utcnow()
     if decision not in DECISIONS:
@@ -429,11 +436,17 @@ def settle(backend, vm, expected, decision, power_state, check_mode, timeout=Non
     snapshots = backend.list_snapshots(vm)
     snap = guard(snapshots, expected, vm.name, backend.provider)
     owner = dict(snap.owner or {})
+    vetoed = veto_reason(candidate(vm.name, snap, backend.provider), veto) if veto and decision == "delete" else None
+    if vetoed:
+        decision, passed = "keep", True
     power = revert_power(power_state, owner.get("power") or expected.get("power_state"), snap.memory)
     phase = "verified" if decision == "keep" and passed else PHASE_AFTER[decision]
     result = {"action": {"revert": "reverted", "delete": "deleted", "keep": "kept", "release": "released"}[decision],
               "changed": decision in ("revert", "delete") or owner.get("phase") != phase,
               "vm": vm.to_result(), "snapshot": snap.to_result(now), "power_state": power, "warnings": []}
+    if vetoed:
+        result["vetoed"] = vetoed
+        result["warnings"].append(veto_warning(snap, vm, owner, vetoed, "deleted"))
     if check_mode and decision == "revert" and power in ("running", "paused") and not snap.memory:
         # A real revert says so through the engine's warning.
         result["warnings"].append(
@@ -460,6 +473,14 @@ def settle(backend, vm, expected, decision, power_state, check_mode, timeout=Non
         when_free(lambda: backend.delete(vm, snap, False, timeout), lock_timeout)
     result["snapshot"] = snap.to_result(now)
     return result
+
+
+def veto_warning(snap, vm, owner, why, verb):
+    """What a user reads when a veto kept a snapshot."""
+    until = ("it is kept until its expiry %s, when the prune playbook asks again" % owner["expires"]
+             if owner.get("expires") else "it has no expiry: the prune playbook with revert_or_prune_prune_select=owned "
+                                          "asks again")
+    return "Snapshot '%s' of VM '%s' was not %s: %s; %s" % (snap.name, vm.name, verb, why, until)
 
 
 def predicted_settle(vm, record, decision, why, power_state):
@@ -705,8 +726,8 @@ def _one(backend, vm, request, kind, check_mode, run_id, holder, now):
             # A "depends" (check mode, no verdict yet) still checks the snapshot's identity, as keep.
             result = settle(backend, vm, record, "keep" if decision == "depends" else decision,
                             request.get("power_state") or "recorded", check_mode, request.get("timeout"), now,
-                            passed=passed, lock_timeout=float(request.get("lock_timeout") or 0))
-            result["reason"] = why
+                            passed=passed, lock_timeout=float(request.get("lock_timeout") or 0), veto=request)
+            result["reason"] = why if not result.get("vetoed") else "%s, but the deletion was vetoed" % why
         if decision == "depends":
             result.update(action="depends", predicted=True, if_passed=request.get("on_success") or "delete")
         return result
@@ -724,11 +745,12 @@ def _one(backend, vm, request, kind, check_mode, run_id, holder, now):
     raise InvalidRequest("unknown step kind '%s'" % kind)
 
 
-def prune_group(backend, items, check_mode, now=None):
+def prune_group(backend, items, check_mode, now=None, plan=False):
     """Prune one endpoint: the hosts' VMs, or every VM when one of them asks to sweep the endpoint.
 
     Returns ``{host: result}``; VMs of the endpoint that map to no host are reported on the
-    group's first host under ``others``.
+    group's first host under ``others``. ``plan``: only list the candidates (after the retention
+    policy, before any veto), for the user's veto tasks; nothing is asked or changed.
     """
     now = now or utcnow()
     results = {}
@@ -750,11 +772,11 @@ def prune_group(backend, items, check_mode, now=None):
     for vm, hosts in targets:
         request = dict(items[0][1]) if hosts is None else dict(next(r for h, r in items if h == hosts[0]))
         try:
-            entry = _prune_vm(backend, vm, request, check_mode, now)
+            entry = _prune_vm(backend, vm, request, check_mode or plan, now, plan)
         except SnapshotError as error:
             entry = failure(error, "prune", vm.name, None, backend.provider)
         if hosts is None:
-            if entry.get("deleted") or entry.get("held") or entry.get("failed"):
+            if any(entry.get(key) for key in ("deleted", "held", "failed", "vetoed", "retained", "candidates")):
                 others.append(entry)
             continue
         for host in hosts:
@@ -765,14 +787,39 @@ def prune_group(backend, items, check_mode, now=None):
         results[first].setdefault("warnings", []).append(
             "prune failed on %d other VM(s) of the endpoint: %s"
             % (len([o for o in others if o.get("failed")]), "; ".join(o["msg"] for o in others if o.get("failed"))))
+    for other in others:
+        results[first].setdefault("warnings", []).extend(other.get("warnings") or [])
     results[first]["changed"] = results[first].get("changed") or any(o.get("changed") for o in others)
     return results
 
 
-def _prune_vm(backend, vm, request, check_mode, now):
+def retention_of(request):
+    """A prune request's retention policy (already validated by the action plugin), or None."""
+    keep = request.get("retention") or {}
+    policy = Retention(**{key: int(keep.get(key) or 0) for key in ("last", "hourly", "daily", "weekly", "monthly")},
+                       per=keep.get("per") or "vm")
+    return policy if policy.active else None
+
+
+def _prune_vm(backend, vm, request, check_mode, now, plan=False):
     snapshots = backend.list_snapshots(vm)
     chosen, held = select_prunable(snapshots, request.get("select") or "expired",
                                    request.get("run_id") or None, request.get("name_pattern") or None, now)
+    # The retention policy keeps restore points past their expiry; a veto keeps any candidate.
+    kept = retained(snapshots, retention_of(request))
+    chosen, keeping = [s for s in chosen if str(s.id) not in kept], [s for s in chosen if str(s.id) in kept]
+    vetoed, warnings = [], []
+    if plan:
+        return {"changed": False, "failed": False, "vm": vm.to_result(),
+                "candidates": [candidate(vm.name, s, backend.provider) for s in chosen]}
+    for snap in list(chosen):
+        why = veto_reason(candidate(vm.name, snap, backend.provider), request)
+        if why:
+            chosen.remove(snap)
+            vetoed.append({"name": snap.name, "id": snap.id, "run": snap.owner.get("run"),
+                           "ticket": snap.owner.get("ticket"), "reason": why})
+            warnings.append("Snapshot '%s' of VM '%s' was not pruned: %s; the prune playbook asks again next time"
+                            % (snap.name, vm.name, why))
     deleted = []
     if chosen:
         wait_until_free(backend, vm, float(request.get("lock_timeout") or 0))
@@ -786,4 +833,7 @@ def _prune_vm(backend, vm, request, check_mode, now):
                 raise error.bind(action="delete", vm=vm.name, snapshot=snap.name, provider=backend.provider)
         deleted.append(snap.to_result(now))
     return {"changed": bool(deleted), "failed": False, "vm": vm.to_result(), "deleted": deleted,
-            "held": [{"name": s.name, "run": s.owner.get("run"), "lease": s.owner.get("lease")} for s in held]}
+            "held": [{"name": s.name, "run": s.owner.get("run"), "lease": s.owner.get("lease")} for s in held],
+            "vetoed": vetoed, "warnings": warnings,
+            "retained": [{"name": s.name, "id": s.id, "run": s.owner.get("run"), "expires": s.owner.get("expires"),
+                          "rules": kept[str(s.id)]} for s in keeping]}
