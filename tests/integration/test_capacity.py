@@ -1,0 +1,155 @@
+"""Capacity prechecks and snapshot sizes (issue 12, points 1 and 2) against the real backends.
+
+Each provider's info module reports the storage behind the VM's disks with its free space, checked against
+the hypervisor's own API (libvirt: statvfs of the disk's directory, vSphere: the datastore summary through
+pyvmomi, Proxmox: /nodes/{node}/storage/{storage}/status through proxmoxer). A create that the storage
+cannot hold (a growth factor no storage has room for) is refused in check mode and for real with the
+numbers, and nothing is made (read back from the API); with capacity_policy=warn it is made with a warning.
+
+Growth is measured on the real libvirtd with real qcow2 allocation: data written with qemu-io into the
+shut-off guest's disk after the snapshot moves the disk's allocation (internal snapshot) and the overlay's
+size (external snapshot). Run the libvirt cases under ``flock /tmp/prechange-libvirt.lock``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from conftest import (  # pylint: disable=import-error
+    _pve_api,
+    _vsphere,
+    _vsphere_vm,
+    api_snapshots,
+    libvirt_backend,
+    proxmox_backend,
+    vmware_backend,
+    vsphere_remove_snapshots,
+)
+from test_module_contract import run_module  # pylint: disable=import-error
+
+MIB = 1024 ** 2
+HUGE = 100000.0  # a growth factor (and with x100 a reserve in GiB) no storage of these machines can hold
+
+
+def _refusal_and_warning(backend, vm):
+    provider = backend.provider
+    before = api_snapshots(provider, backend.conn, vm)
+    args = dict(backend.module_args, vm=vm, name="pcs-cap", capacity_reserve_gb=HUGE * 100)
+    for check in (True, False):
+        result = run_module(provider + "_snapshot", args, check_mode=check)
+        assert result.get("failed"), result
+        msg = result["msg"]
+        assert msg.startswith("Failed to create snapshot 'pcs-cap' of VM '%s' on %s: not enough free space for "
+                              "the snapshot: storage '" % (vm, provider)), msg
+        assert "GiB free of" in msg and "the snapshot may need" in msg and "nothing was changed" in msg, msg
+        assert result["error"] == "PrecheckFailed"
+        assert result["capacity"][0]["needed_bytes"] > result["capacity"][0]["free_bytes"]
+        assert api_snapshots(provider, backend.conn, vm) == before
+    warned = run_module(provider + "_snapshot", dict(args, capacity_policy="warn"), check_mode=True)
+    assert warned["changed"] and not warned.get("failed"), warned
+    assert any("created anyway (capacity_policy=warn)" in w for w in warned.get("warnings") or ()), warned
+    kept = run_module(provider + "_snapshot", dict(args, capacity_min_free_gb=10 ** 7, capacity_reserve_gb=0),
+                      check_mode=True)
+    assert kept.get("failed") and "must stay free (capacity_min_free_gb)" in kept["msg"], kept
+    return msg
+
+
+def _info_storage(backend, vm):
+    info = run_module(backend.provider + "_snapshot_info", dict(backend.module_args, vm=vm))
+    entry = info["vms"][0]
+    assert entry["storage"], entry
+    return entry
+
+
+def test_libvirt_capacity(libvirtd, libvirt_guest):
+    guest = libvirt_guest("blank", start=False)
+    backend = libvirt_backend(libvirtd, [guest.name])
+    entry = _info_storage(backend, guest.name)
+    row = entry["storage"][0]
+    stat = os.statvfs(os.path.dirname(guest.disk))
+    assert row["storage"] == os.path.dirname(guest.disk)
+    assert row["total_bytes"] == stat.f_blocks * stat.f_frsize
+    assert abs(row["free_bytes"] - stat.f_bavail * stat.f_frsize) < 256 * MIB
+    assert entry["disks"][0]["provisioned_bytes"] == 1024 ** 3
+    _refusal_and_warning(backend, guest.name)
+
+
+def _qemu_write(path, offset_mib, mib):
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x5a %dM %dM" % (offset_mib, mib), path],
+                   check=True, capture_output=True)
+
+
+def test_libvirt_growth_is_real_qcow2_allocation(libvirtd, libvirt_guest):
+    guest = libvirt_guest("blank", start=False)
+    backend = libvirt_backend(libvirtd, [guest.name])
+    args = dict(backend.module_args, vm=guest.name)
+    assert run_module("libvirt_snapshot", dict(args, name="pcs-int"))["changed"]
+    before = _info_storage(backend, guest.name)
+    snap = before["snapshots"][0]
+    assert snap["size_bytes"] is None and "internal qcow2 snapshot" in snap["size_note"]
+    _qemu_write(guest.disk, 0, 64)
+    after = _info_storage(backend, guest.name)
+    grown = after["disks"][0]["used_bytes"] - before["disks"][0]["used_bytes"]
+    assert grown >= 64 * MIB, (before["disks"], after["disks"])
+    assert grown == os.stat(guest.disk).st_blocks * 512 - before["disks"][0]["used_bytes"]
+
+
+def test_libvirt_external_snapshot_size_is_the_overlay(libvirtd, libvirt_guest):
+    guest = libvirt_guest("blank", start=False)
+    backend = libvirt_backend(libvirtd, [guest.name])
+    args = dict(backend.module_args, vm=guest.name, location="external")
+    assert run_module("libvirt_snapshot", dict(args, name="pcs-ext"))["changed"]
+    first = _info_storage(backend, guest.name)["snapshots"][0]
+    overlay = first["size_note"].split("overlay file(s) ")[1].split(":")[0]
+    assert first["size_bytes"] == os.stat(overlay).st_blocks * 512
+    _qemu_write(overlay, 100, 32)
+    second = _info_storage(backend, guest.name)["snapshots"][0]
+    assert second["size_bytes"] - first["size_bytes"] >= 32 * MIB
+    assert second["size_bytes"] == os.stat(overlay).st_blocks * 512
+
+
+def test_vmware_capacity(vcsim):
+    vm = "DC0_H0_VM0"
+    backend = vmware_backend(vcsim, [vm])
+    try:
+        entry = _info_storage(backend, vm)
+        from pyVim.connect import Disconnect  # pylint: disable=import-outside-toplevel
+        si = _vsphere(backend.conn)
+        try:
+            machine = _vsphere_vm(si, vm)
+            summary = machine.config.hardware.device
+            stores = {ds.summary.name: ds.summary for ds in machine.datastore}
+        finally:
+            Disconnect(si)
+        assert summary
+        row = entry["storage"][0]
+        assert row["storage"] in stores
+        assert row["total_bytes"] == stores[row["storage"]].capacity
+        assert row["free_bytes"] == stores[row["storage"]].freeSpace
+        _refusal_and_warning(backend, vm)
+    finally:
+        vsphere_remove_snapshots(backend.conn, vm, {"pcs-cap"})
+
+
+def test_proxmox_capacity(pve):
+    backend = proxmox_backend(pve)
+    entry = _info_storage(backend, "web01")
+    api = _pve_api(backend.conn)
+    row = entry["storage"][0]
+    node = next(r["node"] for r in api.cluster.resources.get(type="vm") if r.get("name") == "web01")
+    status = api.nodes(node).storage(row["storage"]).status.get()
+    assert row["free_bytes"] == int(status["avail"]) and row["total_bytes"] == int(status["total"])
+    assert entry["snapshots"] == [] or all(s["size_bytes"] is None for s in entry["snapshots"])
+    _refusal_and_warning(backend, "web01")
+
+
+@pytest.mark.parametrize("policy", ["ignore"])
+def test_libvirt_capacity_ignore_measures_nothing(libvirtd, libvirt_guest, policy):
+    guest = libvirt_guest("blank", start=False)
+    backend = libvirt_backend(libvirtd, [guest.name])
+    result = run_module("libvirt_snapshot", dict(backend.module_args, vm=guest.name, name="pcs-ign",
+                                                  capacity_growth=HUGE, capacity_policy=policy), check_mode=True)
+    assert result["changed"] and not result.get("failed"), result
