@@ -39,6 +39,7 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
+from ansible_collections.prechange.snapshots.plugins.module_utils._capacity import CAPACITY_ACTIONS
 from ansible_collections.prechange.snapshots.plugins.module_utils._errors import InvalidRequest, SnapshotError
 from ansible_collections.prechange.snapshots.plugins.module_utils._inventory import resolve_target
 from ansible_collections.prechange.snapshots.plugins.module_utils._marker import (
@@ -457,6 +458,7 @@ class ActionModule(ActionBase):
             except (TypeError, ValueError):
                 raise _bad(host, "snapshot_policy_%s is '%s'" % (key, policy.get(key)), "Use a number (0: no limit)")
         request["policy"] = policy
+        ActionModule._check_capacity(request, host)
         if request.get("adopt", "run") not in ADOPT_CHOICES:
             raise _bad(host, "snapshot_adopt is '%s'" % request.get("adopt"), "Use run or ticket")
         if request.get("memory") in ("", "None"):
@@ -472,6 +474,20 @@ class ActionModule(ActionBase):
             except (TypeError, ValueError):
                 raise _bad(host, "snapshot_%s is '%s'" % (key, request.get(key)), "Use a positive number")
         ActionModule._check_lock_timeout(request, host, "snapshot")
+
+    @staticmethod
+    def _check_capacity(request, host):
+        capacity = dict(request.get("capacity") or {})
+        if capacity.get("action", "fail") not in CAPACITY_ACTIONS:
+            raise _bad(host, "snapshot_capacity_policy is '%s'" % capacity.get("action"), "Use fail, warn or ignore")
+        for key, default in (("growth", 0.1), ("reserve_gb", 0)):
+            try:
+                capacity[key] = float(default if capacity.get(key) in (None, "") else capacity[key])
+                if capacity[key] < 0:
+                    raise ValueError
+            except (TypeError, ValueError):
+                raise _bad(host, "snapshot_capacity_%s is '%s'" % (key, capacity.get(key)), "Use 0 or a positive number")
+        request["capacity"] = capacity
 
     @staticmethod
     def _check_lock_timeout(request, host, role):

@@ -146,7 +146,7 @@ vms:
         size_bytes:
           description:
             - Bytes the snapshot's data takes now, or null where it cannot be measured.
-            - The size of the snapshot's files in the VM's file layout (layoutEx): its delta disks, its state and memory files.
+            - The size of the snapshot's files in the VM's file layout (layoutEx), its delta disks, its state and memory files.
           type: int
           sample: 209993728
         size_note:
