@@ -214,6 +214,31 @@ def measure(capacity, sizes=None):
     }
 
 
+def measure_vm(backend, vm, snapshot_id=None):
+    """``measure`` through a backend (read-only): the VM's storages and the snapshot's size. A measurement
+    that fails is recorded as such (``note``); it never fails the step that asked for it."""
+    try:
+        sizes = {}
+        if snapshot_id is not None:
+            snaps = [s for s in backend.list_snapshots(vm) if str(s.id) == str(snapshot_id)]
+            sizes = backend.snapshot_sizes(vm, snaps) if snaps else {}
+        size = next(iter(sizes.values()), (None, None))[0]
+        result = measure(backend.capacity(vm), size)
+    except Exception as error:  # pylint: disable=broad-except
+        # Only a report's numbers: no reading of them may stop the snapshot or the decision.
+        return {"snapshot_bytes": None, "allocated_bytes": None, "storages": [], "note": str(error)}
+    return result
+
+
+def growth_limit(raw):
+    """A settle request's ``growth_limit`` dict (max_gb, max_percent, action) as a ``GrowthLimit``, or None."""
+    raw = raw or {}
+    max_gb = float(raw.get("max_gb") or 0)
+    limit = GrowthLimit(max_bytes=int(max_gb * GIB) or None, max_percent=float(raw.get("max_percent") or 0) or None,
+                        action=raw.get("action") or "alert")
+    return limit.validate() if limit.set else None
+
+
 def _size_of(measurement):
     """The number growth is taken from: the snapshot's own size, else the disks' allocation."""
     if measurement.get("snapshot_bytes") is not None:

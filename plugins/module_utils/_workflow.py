@@ -57,7 +57,12 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._marker import
     parse_time,
     utcnow,
 )
-from ansible_collections.prechange.snapshots.plugins.module_utils._capacity import CapacityPolicy
+from ansible_collections.prechange.snapshots.plugins.module_utils._capacity import (
+    CapacityPolicy,
+    growth,
+    growth_limit,
+    measure_vm,
+)
 from ansible_collections.prechange.snapshots.plugins.module_utils._snapshot import (
     SnapshotParams,
     ensure,
@@ -706,10 +711,21 @@ def settle_decision(request, check_mode=False):
 
 def _one(backend, vm, request, kind, check_mode, run_id, holder, now):
     if kind == "snapshot":
-        return begin(backend, vm, begin_request(request, run_id, holder), check_mode, now)
+        result = begin(backend, vm, begin_request(request, run_id, holder), check_mode, now)
+        # Growth is measured from here (the snapshot's size, else the disks' allocation, and free space).
+        result["capacity"] = measure_vm(backend, vm, None if result.get("predicted") else result.get("id"))
+        return result
     if kind == "settle":
         record = request["record"]
         decision, why, passed = settle_decision(request, check_mode)
+        grown = None
+        if record.get("capacity") and not record.get("predicted"):
+            grown = growth(record["capacity"], measure_vm(backend, vm, record.get("id")),
+                           growth_limit(request.get("growth_limit")))
+            if grown["action"] == "stop" and decision in ("delete", "keep", "depends"):
+                # Too much growth is a failed change: back to this run's snapshot, said as such.
+                decision, why = "revert", "%s; the change is treated as failed and reverted (growth limit, " \
+                    "action stop)" % grown["message"]
         if record.get("predicted"):
             # Check mode: the snapshot was only predicted, so there is nothing on the VM to check yet.
             result = predicted_settle(vm, record, decision, why, request.get("power_state") or "recorded")
@@ -721,6 +737,12 @@ def _one(backend, vm, request, kind, check_mode, run_id, holder, now):
             result["reason"] = why
         if decision == "depends":
             result.update(action="depends", predicted=True, if_passed=request.get("on_success") or "delete")
+        if grown is not None:
+            result["growth"] = grown
+            if grown["message"] and grown["action"] != "stop":
+                result.setdefault("warnings", []).append(
+                    "VM '%s': %s%s" % (vm.name, grown["message"], " (growth limit, action alert)"
+                                       if grown["action"] == "alert" else ""))
         return result
     if kind == "lookup":
         snap = find_run_snapshot(backend.list_snapshots(vm), request.get("run_id"), request.get("snapshot_name"),

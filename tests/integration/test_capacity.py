@@ -13,6 +13,7 @@ size (external snapshot). Run the libvirt cases under ``flock /tmp/prechange-lib
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -153,3 +154,47 @@ def test_libvirt_capacity_ignore_measures_nothing(libvirtd, libvirt_guest, polic
     result = run_module("libvirt_snapshot", dict(backend.module_args, vm=guest.name, name="pcs-ign",
                                                   capacity_growth=HUGE, capacity_policy=policy), check_mode=True)
     assert result["changed"] and not result.get("failed"), result
+
+
+# --- the maintenance run: growth between snapshot and decision, on real qcow2 allocation -------------------
+
+
+def _growth_run(tmp_path, libvirtd, libvirt_guest, limit_vars):
+    from conftest import Workspace, new_run_id  # pylint: disable=import-error,import-outside-toplevel
+    guest = libvirt_guest("blank", start=False)
+    backend = libvirt_backend(libvirtd, [guest.name])
+    ws = Workspace(tmp_path, "libvirt", backend.conn, {"h1": guest.name}, group_vars=backend.inventory_vars)
+    # The user's change writes 64 MiB into the (shut-off) guest's disk: real qcow2 allocation moves.
+    ws.change.write_text(
+        "- name: My change | write 64 MiB into the disk\n"
+        "  ansible.builtin.command: qemu-io -f qcow2 -c 'write -P 0x5a 0 64M' %s\n"
+        "  delegate_to: localhost\n" % guest.disk)
+    run_id = new_run_id("growth")
+    result = ws.run("prechange.snapshots.maintenance", dict(limit_vars, prechange_run_id=run_id))
+    report = json.loads(next(ws.report_dir.glob("maintenance-%s*.json" % run_id)).read_text())
+    markdown = next(ws.report_dir.glob("maintenance-%s*.md" % run_id)).read_text()
+    return ws, result, report["hosts"][0], markdown
+
+
+def test_growth_over_the_limit_stops_the_change(tmp_path, libvirtd, libvirt_guest):
+    ws, result, host, markdown = _growth_run(tmp_path, libvirtd, libvirt_guest, {
+        "revert_or_prune_growth_limit_gb": 0.03, "revert_or_prune_growth_action": "stop"})
+    grown = host["capacity"]["growth"]
+    assert grown["growth_bytes"] >= 64 * MIB and grown["over"] is True and grown["action"] == "stop", host
+    assert host["action"] == "reverted", host
+    assert "the change is treated as failed and reverted (growth limit, action stop)" in host["reason"]
+    assert "over: reverted" in markdown and "## Storage and growth" in markdown
+    # Read back: the snapshot was reverted to, so the VM still has it, kept as reverted.
+    assert len(api_snapshots("libvirt", ws.conn, ws.hosts["h1"])) == 1, result.stdout[-3000:]
+
+
+def test_growth_over_the_limit_alerts(tmp_path, libvirtd, libvirt_guest):
+    ws, result, host, markdown = _growth_run(tmp_path, libvirtd, libvirt_guest, {
+        "revert_or_prune_growth_limit_percent": 0.00001, "revert_or_prune_growth_action": "alert"})
+    grown = host["capacity"]["growth"]
+    assert grown["over"] is True and grown["action"] == "alert", host
+    assert host["action"] == "deleted", host
+    assert any("(growth limit, action alert)" in w for w in host["warnings"]), host["warnings"]
+    assert "(growth limit, action alert)" in result.stdout
+    assert "over: alert" in markdown
+    assert api_snapshots("libvirt", ws.conn, ws.hosts["h1"]) == {}, result.stdout[-3000:]
