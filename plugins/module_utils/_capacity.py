@@ -83,6 +83,8 @@ class CapacityPolicy:
 
 
 def gib(value):
+    if abs(value) < GIB:
+        return "%.0f MiB" % (value / float(1024 ** 2))
     return "%.1f GiB" % (value / float(GIB))
 
 

@@ -151,8 +151,8 @@ def test_proxmox_capacity(pve):
 def test_libvirt_capacity_ignore_measures_nothing(libvirtd, libvirt_guest, policy):
     guest = libvirt_guest("blank", start=False)
     backend = libvirt_backend(libvirtd, [guest.name])
-    result = run_module("libvirt_snapshot", dict(backend.module_args, vm=guest.name, name="pcs-ign",
-                                                  capacity_growth=HUGE, capacity_policy=policy), check_mode=True)
+    args = dict(backend.module_args, vm=guest.name, name="pcs-ign", capacity_growth=HUGE, capacity_policy=policy)
+    result = run_module("libvirt_snapshot", args, check_mode=True)
     assert result["changed"] and not result.get("failed"), result
 
 
