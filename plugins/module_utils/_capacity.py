@@ -174,7 +174,7 @@ def check(capacity, policy, memory=False):
             hint="Free space on that storage (delete old snapshots or files), move the disks, or lower "
                  "capacity_growth, or set capacity_policy to warn to create it anyway; nothing was changed",
             details={"capacity": found.rows})
-    return ["not enough free space for the snapshot, created anyway (capacity_policy=warn): %s" % v
+    return ["not enough free space for the snapshot, creating it anyway (capacity_policy=warn): %s" % v
             for v in found.violations] + found.notes
 
 

@@ -51,7 +51,7 @@ def _refusal_and_warning(backend, vm):
         assert api_snapshots(provider, backend.conn, vm) == before
     warned = run_module(provider + "_snapshot", dict(args, capacity_policy="warn"), check_mode=True)
     assert warned["changed"] and not warned.get("failed"), warned
-    assert any("created anyway (capacity_policy=warn)" in w for w in warned.get("warnings") or ()), warned
+    assert any("creating it anyway (capacity_policy=warn)" in w for w in warned.get("warnings") or ()), warned
     kept = run_module(provider + "_snapshot", dict(args, capacity_min_free_gb=10 ** 7, capacity_reserve_gb=0),
                       check_mode=True)
     assert kept.get("failed") and "must stay free (capacity_min_free_gb)" in kept["msg"], kept

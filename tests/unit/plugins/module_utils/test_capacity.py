@@ -90,7 +90,7 @@ def test_engine_warns_and_creates_with_policy_warn():
         name="before", memory=False, capacity=cap.CapacityPolicy(action="warn")), False)
     assert outcome.action == "created"
     assert backend.warnings == [
-        "Snapshot 'before' of VM 'web01' on fake: not enough free space for the snapshot, created anyway "
+        "Snapshot 'before' of VM 'web01' on fake: not enough free space for the snapshot, creating it anyway "
         "(capacity_policy=warn): storage 'pool-a' has 1.0 GiB free of 100.0 GiB; the snapshot may need 4.0 GiB "
         "there (10% of the 40.0 GiB of disk vda)"]
 
