@@ -124,7 +124,8 @@ vms:
         size_bytes:
           description:
             - Bytes the snapshot's data takes now, or null where it cannot be measured.
-            - "External snapshot: the allocation of the overlay files it started (the writes since it). Internal snapshot: null, because qcow2 keeps no size per internal snapshot (see RV(vms[].disks[].used_bytes))."
+            - "External snapshot: the allocation of the overlay files it started (the writes since it)."
+            - "Internal snapshot: null, because qcow2 keeps no size per internal snapshot (see RV(vms[].disks[].used_bytes))."
           type: int
           sample: 209993728
         size_note:

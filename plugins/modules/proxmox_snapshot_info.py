@@ -129,7 +129,8 @@ vms:
         size_bytes:
           description:
             - Bytes the snapshot's data takes now, or null where it cannot be measured.
-            - "Always null: the Proxmox VE API reports no size for a snapshot's data; RV(vms[].snapshots[].size_note) says so."
+            - "Always null: the Proxmox VE API reports no size for a snapshot's data."
+            - RV(vms[].snapshots[].size_note) says so.
           type: int
           sample: 209993728
         size_note:

@@ -198,3 +198,25 @@ def test_growth_over_the_limit_alerts(tmp_path, libvirtd, libvirt_guest):
     assert "(growth limit, action alert)" in result.stdout
     assert "over: alert" in markdown
     assert api_snapshots("libvirt", ws.conn, ws.hosts["h1"]) == {}, result.stdout[-3000:]
+
+
+@pytest.mark.parametrize("provider", ["libvirt", "vmware", "proxmox"])
+def test_snapshot_playbook_refuses_what_the_storage_cannot_hold(provider, request, tmp_path):
+    """The snapshot step (the snapshot role, as the maintenance playbook runs it) makes the same decision, with
+    snapshot_min_free_gb folded in; check mode predicts it and nothing is made, read back from the API."""
+    from conftest import Workspace, new_run_id, workflow_backend  # pylint: disable=import-error,import-outside-toplevel
+    backend = workflow_backend(provider, request, ["DC0_H0_VM0", "DC0_H0_VM1"])
+    ws = Workspace(tmp_path, provider, backend.conn, backend.hosts(), group_vars=backend.inventory_vars)
+    before = ws.snapshots()
+    for check in (True, False):
+        result = ws.run("prechange.snapshots.snapshot", {"prechange_run_id": new_run_id("cap"),
+                                                         "snapshot_min_free_gb": 10 ** 7}, check=check)
+        assert result.returncode != 0, result.stdout[-3000:]
+        assert "not enough free space for the snapshot: storage '" in result.stdout, result.stdout[-3000:]
+        assert "must stay free (capacity_min_free_gb)" in result.stdout
+        assert ws.snapshots() == before
+    warned = ws.run("prechange.snapshots.snapshot", {"prechange_run_id": new_run_id("cap"),
+                                                     "snapshot_capacity_reserve_gb": 10 ** 7,
+                                                     "snapshot_capacity_policy": "warn"}, check=True)
+    assert warned.returncode == 0, warned.stdout[-3000:]
+    assert "creating it anyway (capacity_policy=warn)" in warned.stdout, warned.stdout[-3000:]
