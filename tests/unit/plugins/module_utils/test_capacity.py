@@ -129,3 +129,30 @@ def test_growth_against_bytes_and_percent_of_free():
     assert unknown["over"] is None and "could not be measured" in unknown["message"]
     snap = cap.growth(dict(before, snapshot_bytes=GIB), dict(after, snapshot_bytes=2 * GIB), None)
     assert snap["measured"] == "snapshot" and snap["growth_bytes"] == GIB
+
+
+# --- provider measurements that the simulators cannot show ---------------------------------------------
+
+
+def test_vmware_snapshot_size_is_its_files_and_the_delta_after_it():
+    """vcsim 0.24.2 fills no layoutEx.snapshot, so the chain walk is checked here on a recorded shape: a disk
+    base.vmdk, snapshot s1 (state file 10, memory 11) then the running delta 1.vmdk (files 3, 4)."""
+    from types import SimpleNamespace as NS  # pylint: disable=import-outside-toplevel
+    from ansible_collections.prechange.snapshots.plugins.module_utils import _vmware  # noqa: E501 pylint: disable=import-outside-toplevel
+    files = [NS(key=k, size=size) for k, size in ((1, 500), (2, 10 ** 9), (3, 500), (4, 64 * 2 ** 20),
+                                                   (10, 4096), (11, 2 ** 30))]
+    base, delta = NS(fileKey=[1, 2]), NS(fileKey=[3, 4])
+    layout = {"layoutEx.file": files, "layoutEx.disk": [NS(key=2000, chain=[base, delta])],
+              "layoutEx.snapshot": [NS(key=NS(_moId="snapshot-1"), dataKey=10, memoryKey=11,
+                                       disk=[NS(key=2000, chain=[base])])]}
+    backend = _vmware.VmwareBackend.__new__(_vmware.VmwareBackend)
+    backend._layout = lambda vm: layout  # pylint: disable=protected-access
+    sizes = backend.snapshot_sizes(None, [NS(id="snapshot-1"), NS(id="snapshot-9")])
+    assert sizes["snapshot-1"][0] == 4096 + 2 ** 30 + 500 + 64 * 2 ** 20
+    assert sizes["snapshot-9"] == (None, "the VM's file layout (layoutEx) lists no files for this snapshot")
+
+
+def test_proxmox_disk_sizes():
+    from ansible_collections.prechange.snapshots.plugins.module_utils._proxmox import parse_size  # noqa: E501 pylint: disable=import-outside-toplevel
+    assert parse_size("32G") == 32 * GIB and parse_size("512M") == 512 * 2 ** 20 and parse_size("1T") == 1024 * GIB
+    assert parse_size(None) is None and parse_size("4096") == 4096
