@@ -139,8 +139,8 @@ def test_vmware_snapshot_size_is_its_files_and_the_delta_after_it():
     base.vmdk, snapshot s1 (state file 10, memory 11) then the running delta 1.vmdk (files 3, 4)."""
     from types import SimpleNamespace as NS  # pylint: disable=import-outside-toplevel
     from ansible_collections.prechange.snapshots.plugins.module_utils import _vmware  # noqa: E501 pylint: disable=import-outside-toplevel
-    files = [NS(key=k, size=size) for k, size in ((1, 500), (2, 10 ** 9), (3, 500), (4, 64 * 2 ** 20),
-                                                   (10, 4096), (11, 2 ** 30))]
+    shape = ((1, 500), (2, 10 ** 9), (3, 500), (4, 64 * 2 ** 20), (10, 4096), (11, 2 ** 30))
+    files = [NS(key=k, size=size) for k, size in shape]
     base, delta = NS(fileKey=[1, 2]), NS(fileKey=[3, 4])
     layout = {"layoutEx.file": files, "layoutEx.disk": [NS(key=2000, chain=[base, delta])],
               "layoutEx.snapshot": [NS(key=NS(_moId="snapshot-1"), dataKey=10, memoryKey=11,
