@@ -39,6 +39,7 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
+from ansible_collections.prechange.snapshots.plugins.module_utils._capacity import CAPACITY_ACTIONS, GROWTH_ACTIONS
 from ansible_collections.prechange.snapshots.plugins.module_utils._errors import InvalidRequest, SnapshotError
 from ansible_collections.prechange.snapshots.plugins.module_utils._inventory import resolve_target
 from ansible_collections.prechange.snapshots.plugins.module_utils._marker import (
@@ -483,6 +484,7 @@ class ActionModule(ActionBase):
             except (TypeError, ValueError):
                 raise _bad(host, "snapshot_policy_%s is '%s'" % (key, policy.get(key)), "Use a number (0: no limit)")
         request["policy"] = policy
+        ActionModule._check_capacity(request, host)
         if request.get("adopt", "run") not in ADOPT_CHOICES:
             raise _bad(host, "snapshot_adopt is '%s'" % request.get("adopt"), "Use run or ticket")
         if request.get("memory") in ("", "None"):
@@ -498,6 +500,20 @@ class ActionModule(ActionBase):
             except (TypeError, ValueError):
                 raise _bad(host, "snapshot_%s is '%s'" % (key, request.get(key)), "Use a positive number")
         ActionModule._check_lock_timeout(request, host, "snapshot")
+
+    @staticmethod
+    def _check_capacity(request, host):
+        capacity = dict(request.get("capacity") or {})
+        if capacity.get("action", "fail") not in CAPACITY_ACTIONS:
+            raise _bad(host, "snapshot_capacity_policy is '%s'" % capacity.get("action"), "Use fail, warn or ignore")
+        for key, default in (("growth", 0.1), ("reserve_gb", 0)):
+            try:
+                capacity[key] = float(default if capacity.get(key) in (None, "") else capacity[key])
+                if capacity[key] < 0:
+                    raise ValueError
+            except (TypeError, ValueError):
+                raise _bad(host, "snapshot_capacity_%s is '%s'" % (key, capacity.get(key)), "Use 0 or a positive number")
+        request["capacity"] = capacity
 
     @staticmethod
     def _check_lock_timeout(request, host, role):
@@ -518,6 +534,18 @@ class ActionModule(ActionBase):
                        "Run the snapshot role first, or use the revert playbook with revert_or_prune_run_id")
         request["provider"], request["vm"] = record["provider"], str(record["vm"])
         ActionModule._check_choices(request, host)
+        limit = dict(request.get("growth_limit") or {})
+        if limit.get("action", "alert") not in GROWTH_ACTIONS:
+            raise _bad(host, "revert_or_prune_growth_action is '%s'" % limit.get("action"), "Use stop or alert")
+        for key in ("max_gb", "max_percent"):
+            try:
+                limit[key] = float(limit.get(key) or 0)
+                if limit[key] < 0:
+                    raise ValueError
+            except (TypeError, ValueError):
+                raise _bad(host, "revert_or_prune_growth_limit_%s is '%s'" % (key[4:], limit.get(key)),
+                           "Use 0 (no limit) or a positive number")
+        request["growth_limit"] = limit
         ActionModule._check_veto(request, host)
 
     @staticmethod
@@ -769,14 +797,15 @@ class ActionModule(ActionBase):
                 "id": snap.get("id"), "created": snap.get("created"), "memory": snap.get("memory"),
                 "owner": owner or None, "run_id": owner.get("run") or run_id, "play_run_id": run_id,
                 "action": mine.get("action"), "adopted": mine.get("action") == "adopted",
-                "predicted": bool(mine.get("predicted")), "checked_only": mine.get("action") == "checked"}}
+                "predicted": bool(mine.get("predicted")), "checked_only": mine.get("action") == "checked",
+                "capacity": mine.get("capacity")}}
         if kind in ("settle", "lookup"):
             outputs = {"summary": {
                 "action": mine.get("action"), "reason": mine.get("reason"), "snapshot": snap.get("name"),
                 "snapshot_id": snap.get("id"), "vm": vm.get("name") or request.get("vm"),
                 "provider": request.get("provider"), "power_state": mine.get("power_state"),
                 "expires": owner.get("expires"), "if_passed": mine.get("if_passed"),
-                "warnings": list(mine.get("warnings") or [])}}
+                "warnings": list(mine.get("warnings") or []), "growth": mine.get("growth")}}
             if mine.get("record"):
                 outputs["record"] = dict(mine["record"], provider=request.get("provider"), vm=request.get("vm"))
             return outputs

@@ -130,6 +130,40 @@ options:
       - How many VMs of O(vms) are worked on at once.
     type: int
     default: 10
+  capacity_policy:
+    description:
+      - What happens before a create when a storage the VM's disks grow on has not enough free space for the
+        snapshot (see O(capacity_growth), O(capacity_reserve_gb) and O(capacity_min_free_gb)).
+      - V(fail) refuses the snapshot with the numbers, the storage and what to do; nothing is changed. Check mode
+        predicts the refusal.
+      - V(warn) creates it anyway with a warning. V(ignore) does not measure.
+      - A storage whose free space the platform does not report is never refused; a warning says it was skipped.
+    type: str
+    choices: [fail, warn, ignore]
+    default: fail
+    version_added: 1.0.0
+  capacity_growth:
+    description:
+      - The share of the provisioned size of the disks on a storage that the new snapshot may grow to there
+        (V(0.1) is 10%). The VM's memory size is added on the storage that keeps the memory state, when
+        memory is saved.
+      - Ignored when O(capacity_reserve_gb) is set.
+    type: float
+    default: 0.1
+    version_added: 1.0.0
+  capacity_reserve_gb:
+    description:
+      - A fixed space in GiB the snapshot needs on each storage, instead of O(capacity_growth). V(0) uses the
+        growth factor.
+    type: float
+    default: 0
+    version_added: 1.0.0
+  capacity_min_free_gb:
+    description:
+      - GiB that must stay free on each storage after the snapshot's need. V(0) keeps nothing back.
+    type: float
+    default: 0
+    version_added: 1.0.0
 notes:
   - Check mode reports exactly the C(changed) a real run would, runs the same prechecks, and changes nothing.
   - Diff mode returns the VM's snapshot names before and after.

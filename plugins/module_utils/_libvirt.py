@@ -22,7 +22,11 @@ reason (its job lock timed out, a block job is active) is retried within lock_ti
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import subprocess
 import threading
 import traceback
 from urllib.parse import urlparse
@@ -40,6 +44,7 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._errors import
     SnapshotTimeout,
     VmNotFound,
 )
+from ansible_collections.prechange.snapshots.plugins.module_utils._capacity import Capacity, DiskUsage
 from ansible_collections.prechange.snapshots.plugins.module_utils._marker import split_description
 from ansible_collections.prechange.snapshots.plugins.module_utils._snapshot import (
     RUNNING,
@@ -206,7 +211,11 @@ def parse_snapshot_xml(xml, current):
         parent=root.findtext("./parent/name"), current=current, memory=has_memory, quiesced=None,
         owner=owner, power_state=power,
         extra={"location": "external" if external else "internal", "libvirt_state": state},
-        handle={"disk_sources": disk_sources},
+        handle={"disk_sources": disk_sources,
+                # An external snapshot's new overlay files: where the writes after it go (its data size).
+                "overlays": {d.get("name"): d.find("source").get("file")
+                             for d in root.findall("./disks/disk")
+                             if d.get("snapshot") == "external" and d.find("source") is not None}},
     )
 
 
@@ -354,6 +363,110 @@ class LibvirtBackend(SnapshotBackend):
             return DomainLayout(vm.handle.XMLDesc(0))
         except libvirt.libvirtError as error:
             raise self._translate(error, vm=vm.name)
+
+    # --- capacity ------------------------------------------------------------------------
+
+    def _local(self):
+        """Whether the disk files are on this machine (a local URI), so the file system can be asked directly."""
+        parsed = urlparse(self.uri)
+        return parsed.scheme.split("+")[0] in ("qemu", "test") and not parsed.hostname and (
+            "+" not in parsed.scheme or parsed.scheme.endswith("+unix"))
+
+    def _pool_of(self, path):
+        """(pool name, free, total) of the storage pool that holds ``path``, or None when no pool does."""
+        try:
+            pool = self.conn.storageVolLookupByPath(path).storagePoolLookupByVolume()
+        except libvirt.libvirtError:
+            return None
+        try:
+            # A directory pool's numbers are those of its last refresh: refresh first (read-only for the data).
+            pool.refresh(0)
+        except libvirt.libvirtError:
+            pass
+        try:
+            _state, total, _allocation, available = pool.info()
+            return pool.name(), int(available), int(total)
+        except libvirt.libvirtError:
+            return None
+
+    def capacity(self, vm):
+        """Each disk's current file (an external snapshot's overlay, when there is one): its size and allocation
+        (virDomainGetBlockInfo), and its pool's free space, else statvfs of its directory on a local URI."""
+        layout = self._layout(vm)
+        disks = []
+        for disk in layout.disks:
+            source = disk["source"]
+            usage = DiskUsage(disk=disk["target"], storage=None)
+            if not source:
+                usage.note = "disk %s has no source file" % disk["target"]
+                disks.append(usage)
+                continue
+            try:
+                size, allocation, _physical = vm.handle.blockInfo(disk["target"], 0)
+                usage.provisioned_bytes, usage.used_bytes = int(size), int(allocation)
+            except libvirt.libvirtError as error:
+                usage.note = "libvirt gives no block info for %s: %s" % (disk["target"], error.get_error_message())
+            pool = self._pool_of(source)
+            if pool is not None:
+                usage.storage, usage.free_bytes, usage.total_bytes = pool[0], pool[1], pool[2]
+            elif self._local() and os.path.isdir(os.path.dirname(source)):
+                directory = os.path.dirname(source)
+                stat = os.statvfs(directory)
+                usage.storage = directory
+                usage.free_bytes, usage.total_bytes = stat.f_bavail * stat.f_frsize, stat.f_blocks * stat.f_frsize
+            else:
+                usage.storage = os.path.dirname(source) or source
+                usage.note = ("%s is in no libvirt storage pool and the connection %s is remote, so its free space is "
+                              "not known" % (source, self.uri))
+            disks.append(usage)
+        try:
+            memory = int(vm.handle.info()[2]) * 1024
+        except libvirt.libvirtError:
+            memory = None
+        # An internal memory state is written into the first qcow2 disk.
+        return Capacity(disks=disks, memory_bytes=memory, memory_storage=disks[0].storage if disks else None,
+                        note=None if disks else "the domain has no disks")
+
+    def snapshot_sizes(self, vm, snapshots):
+        """External: the allocation of the overlay files the snapshot started (the writes since it). Internal: qcow2
+        keeps a snapshot's clusters shared with the live disk and counts no size apart; only its memory state
+        size is measurable (``qemu-img info``, on a local URI)."""
+        sizes = {}
+        images = {}
+        for snap in snapshots:
+            handle = snap.handle or {}
+            if snap.extra.get("location") == "external":
+                overlays = handle.get("overlays") or {}
+                if not overlays:
+                    sizes[snap.id] = (None, "the external snapshot names no overlay file")
+                    continue
+                if not self._local():
+                    sizes[snap.id] = (None, "the overlay files are on the remote host %s; their size is not known here"
+                                      % self.host)
+                    continue
+                total, missing = 0, []
+                for path in overlays.values():
+                    try:
+                        total += os.stat(path).st_blocks * 512
+                    except OSError:
+                        missing.append(path)
+                if missing:
+                    sizes[snap.id] = (None, "overlay file(s) not found: %s" % ", ".join(missing))
+                else:
+                    sizes[snap.id] = (total, "allocation of the overlay file(s) %s: the writes since the snapshot"
+                                      % ", ".join(sorted(overlays.values())))
+                continue
+            note = ("internal qcow2 snapshot: its disk data shares clusters with the live disk, and qcow2 counts no "
+                    "size per snapshot; the disks' allocation (disks.used_bytes) grows as the guest writes")
+            first = next(iter((handle.get("disk_sources") or {}).values()), None)
+            if snap.memory and first and self._local():
+                if first not in images:
+                    images[first] = _qemu_img_snapshots(first)
+                state = (images[first] or {}).get(snap.name)
+                if state is not None:
+                    note += "; its memory state takes %d bytes in %s (qemu-img info)" % (state, first)
+            sizes[snap.id] = (None, note)
+        return sizes
 
     def busy(self, vm):
         """A domain job (virDomainGetJobStats type bounded/unbounded) or an active block job on a disk."""
@@ -648,3 +761,16 @@ class LibvirtBackend(SnapshotBackend):
             return ProviderError(text, vm=vm, snapshot=snapshot, provider=self.provider,
                                  details={"busy": "libvirt block job running (%s)" % text})
         return ProviderError(text, vm=vm, snapshot=snapshot, provider=self.provider)
+
+
+def _qemu_img_snapshots(path):
+    """``{snapshot name: memory state bytes}`` of a qcow2 file from ``qemu-img info -U``; None when not available."""
+    binary = shutil.which("qemu-img")
+    if not binary:
+        return None
+    try:
+        out = subprocess.run([binary, "info", "-U", "--output=json", path], capture_output=True, timeout=30,
+                             check=True).stdout
+        return {s.get("name"): int(s.get("vm-state-size") or 0) for s in json.loads(out).get("snapshots") or ()}
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None

@@ -20,6 +20,11 @@ import socket
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.prechange.snapshots.plugins.module_utils._capacity import (
+    CAPACITY_ACTIONS,
+    CapacityPolicy,
+    storages,
+)
 from ansible_collections.prechange.snapshots.plugins.module_utils._errors import InvalidRequest, SnapshotError
 from ansible_collections.prechange.snapshots.plugins.module_utils._marker import (
     isoformat,
@@ -64,6 +69,10 @@ def snapshot_argument_spec():
         timeout=dict(type="int", default=600),
         lock_timeout=dict(type="int", default=0),
         concurrency=dict(type="int", default=10),
+        capacity_policy=dict(type="str", default="fail", choices=list(CAPACITY_ACTIONS)),
+        capacity_growth=dict(type="float", default=0.1),
+        capacity_reserve_gb=dict(type="float", default=0),
+        capacity_min_free_gb=dict(type="float", default=0),
     )
 
 
@@ -153,7 +162,9 @@ def params_from_module(module, provider_options=()):
         quiesce=p["quiesce"], strict=p["strict"], remove_children=p["remove_children"],
         revert_power_state=p["revert_power_state"], new_name=p["new_name"], delete_all=p["delete_all"],
         marker=marker, timeout=p["timeout"], lock_timeout=p["lock_timeout"] or 0,
-        options={key: p.get(key) for key in provider_options})
+        options={key: p.get(key) for key in provider_options},
+        capacity=CapacityPolicy(action=p["capacity_policy"], growth=p["capacity_growth"],
+                                reserve_gb=p["capacity_reserve_gb"], min_free_gb=p["capacity_min_free_gb"]).validate())
 
 
 def fail(module, error, without=(), **extra):
@@ -248,7 +259,7 @@ def run_info_module(backend_class, connection_spec, extra_spec=None, module_kwar
             else:
                 vms = backend.list_vms()
             now = utcnow()
-            entries = [vm_entry(vm, backend.list_snapshots(vm), p, now) for vm in vms]
+            entries = [vm_entry(vm, backend.list_snapshots(vm), p, now, backend) for vm in vms]
     except SnapshotError as error:
         # A listing names no snapshot: no 'snapshot' key (always null) in its failure.
         fail(module, error.bind(action="list", vm=p["vm"], provider=provider), without=("snapshot",))
@@ -259,15 +270,28 @@ def run_info_module(backend_class, connection_spec, extra_spec=None, module_kwar
     module.exit_json(**result)
 
 
-def vm_entry(vm, snapshots, p, now):
-    """One VM's info: all matching snapshots plus tree facts for policy checks."""
+def vm_entry(vm, snapshots, p, now, backend=None):
+    """One VM's info: all matching snapshots plus tree facts for policy checks, its storage and the snapshots' sizes."""
     chosen = select(snapshots, name_pattern=p.get("name_pattern"), owned=p.get("owned"), run_id=p.get("run_id"),
                     older_than=p.get("older_than"), expired=p.get("expired"), now=now)
     current = next((s.name for s in snapshots if s.current), None)
     ages = [s.age_seconds(now) for s in snapshots if s.created is not None]
+    capacity = backend.capacity(vm) if backend is not None else None
+    sizes = backend.snapshot_sizes(vm, chosen) if backend is not None and chosen else {}
+    rows = []
+    for snap in chosen:
+        row = snap.to_result(now)
+        size, note = sizes.get(snap.id, (None, "%s does not measure snapshot sizes" % getattr(backend, "provider", "")))
+        row.update(size_bytes=size, size_note=note)
+        rows.append(row)
     return {
         "vm": vm.to_result(),
-        "snapshots": [s.to_result(now) for s in chosen],
+        "snapshots": rows,
+        "storage": [{key: row[key] for key in ("storage", "free_bytes", "total_bytes", "disks", "provisioned_bytes",
+                                               "used_bytes")}
+                    for row in storages(capacity)] if capacity is not None else [],
+        "disks": [disk.to_result() for disk in capacity.disks] if capacity is not None else [],
+        "storage_note": capacity.note if capacity is not None else None,
         "count": len(snapshots),
         "current": current,
         "max_depth": max([s.depth for s in snapshots] or [0]),

@@ -35,6 +35,7 @@ from datetime import datetime, timezone
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.prechange.snapshots.plugins.module_utils._capacity import Capacity, DiskUsage
 from ansible_collections.prechange.snapshots.plugins.module_utils._errors import (
     AmbiguousVm,
     ConnectionFailed,
@@ -613,6 +614,56 @@ class ProxmoxBackend(SnapshotBackend):
                 self._storages = {}
         return self._storages
 
+    # --- capacity ---------------------------------------------------------------------------
+
+    def capacity(self, vm):
+        """Each disk's storage (the volume id's prefix) and its status (/nodes/{node}/storage/{storage}/status);
+        the disk's size from the config, its use from the storage's content list where PVE gives it."""
+        config = self._config(vm)
+        node = vm.extra["node"]
+        status, content, disks = {}, {}, []
+        for key, volume, props in guest_volumes(vm.extra.get("type", QEMU), config):
+            usage = DiskUsage(disk=key, storage=None, provisioned_bytes=parse_size(props.get("size")))
+            if ":" not in volume:
+                usage.note = "%s is a host path (%s), not on a Proxmox VE storage" % (key, volume)
+                disks.append(usage)
+                continue
+            sid = volume.split(":", 1)[0]
+            usage.storage = sid
+            if sid not in status:
+                try:
+                    status[sid] = self._get("nodes/%s/storage/%s/status" % (node, sid))
+                except ConnectionLost:
+                    raise
+                except Exception as error:  # pylint: disable=broad-except
+                    status[sid] = {"error": self._error_text(error)}
+                try:
+                    content[sid] = {c.get("volid"): c for c in self._get(
+                        "nodes/%s/storage/%s/content" % (node, sid), vmid=vm.extra["vmid"])}
+                except ConnectionLost:
+                    raise
+                except Exception:  # pylint: disable=broad-except
+                    content[sid] = {}
+            if "error" in status[sid]:
+                usage.note = "the status of storage %s could not be read: %s" % (sid, status[sid]["error"])
+            else:
+                usage.free_bytes = _int_or_none(status[sid].get("avail"))
+                usage.total_bytes = _int_or_none(status[sid].get("total"))
+            entry = content[sid].get(volume) or {}
+            usage.used_bytes = _int_or_none(entry.get("used"))
+            disks.append(usage)
+        memory = _int_or_none(config.get("memory"))
+        vmstate = config.get("vmstatestorage")
+        return Capacity(disks=disks, memory_bytes=memory * 1024 * 1024 if memory else None,
+                        memory_storage=vmstate or (disks[0].storage if disks else None),
+                        note=None if disks else "the guest has no disks")
+
+    def snapshot_sizes(self, vm, snapshots):
+        # The API lists snapshots by name, parent, time and vmstate; it has no size for a snapshot's data.
+        note = ("the Proxmox VE API reports no size for a snapshot's data; the storage's free space and the disks' "
+                "use (storage, disks) are what it measures")
+        return {snap.id: (None, note) for snap in snapshots}
+
     # --- prechecks --------------------------------------------------------------------------
 
     def busy(self, vm):
@@ -868,3 +919,18 @@ class ProxmoxBackend(SnapshotBackend):
                 description=description or "")
         except Exception as error:  # pylint: disable=broad-except
             raise self._translate(error, vm=vm.name, snapshot=snapshot.name)
+
+
+def _int_or_none(value):
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_size(text):
+    """A PVE disk size ('32G', '512M', '1T', bytes) in bytes; None when absent or unreadable."""
+    match = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)", str(text or ""))
+    if not match:
+        return None
+    return int(float(match.group(1)) * 1024 ** " KMGT".index(match.group(2) or " "))

@@ -210,7 +210,17 @@ def host_record(host, facts, check_mode=False):
         "timeline": _timeline(facts, snap_call, settle_call, bool(record) and not snap_run.get("failed"),
                               bool(settle_run) and not settle_run.get("failed")),
         "warnings": snapshot_warnings + list((summary or {}).get("warnings") or []),
+        "capacity": _capacity_of(record, summary),
     }
+
+
+def _capacity_of(record, summary):
+    """Free space and growth of one host: measured at snapshot time (the record) and at the decision."""
+    at_snapshot = (record or {}).get("capacity")
+    grown = (summary or {}).get("growth")
+    if not at_snapshot and not grown:
+        return None
+    return {"at_snapshot": at_snapshot, "growth": grown}
 
 
 def in_flight(request, run_id):
@@ -467,6 +477,32 @@ def _action_cell(h):
     return action
 
 
+def _size(value):
+    return "?" if value is None else "%.2f GiB" % (value / 1024.0 ** 3)
+
+
+def _capacity_rows(h):
+    at_snapshot = h["capacity"].get("at_snapshot") or {}
+    grown = h["capacity"].get("growth") or {}
+    storages = at_snapshot.get("storages") or [{}]
+    names = ", ".join(str(s.get("storage")) for s in storages if s.get("storage")) or "?"
+    free = [s.get("free_bytes") for s in storages if s.get("free_bytes") is not None]
+    if grown.get("growth_bytes") is None:
+        change = "not measured" if grown else "(no decision yet)"
+    else:
+        change = "+%s (%s)" % (_size(grown["growth_bytes"]), grown.get("measured"))
+    limit = "-"
+    if grown.get("over"):
+        limit = "over: %s" % ("reverted" if grown.get("action") == "stop" else "alert")
+    elif grown.get("over") is False:
+        limit = "within"
+    elif grown.get("message"):
+        limit = grown["message"]
+    return ["| %s |" % " | ".join(cell(c) for c in (
+        h["host"], names, _size(min(free)) if free else "?",
+        _size(grown.get("free_after_bytes")) if grown else "-", change, limit))]
+
+
 def markdown(report, picture=None):
     s = report["summary"]
     check = report["check_mode"]
@@ -489,6 +525,13 @@ def markdown(report, picture=None):
             h["host"], h["outcome"], "%s:%s" % (h["provider"], h["vm"]) if h["provider"] else h["vm"],
             _snapshot_cell(h, check), _change_cell(h, check, report["kind"]), _verdict_cell(h, check, report["kind"]),
             _action_cell(h))))
+    space = [h for h in report["hosts"] if h.get("capacity")]
+    if space:
+        lines += ["", "## Storage and growth", "",
+                  "| Host | Storage | Free at snapshot | Free at decision | Growth | Limit |",
+                  "|------|---------|------------------|------------------|--------|-------|"]
+        for h in space:
+            lines += _capacity_rows(h)
     if report["left_on_platform"]:
         lines += ["", "## Left on the platform", ""]
         lines += ["- %s (VM %s): snapshot %s, %s%s%s" % (

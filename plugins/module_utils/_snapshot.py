@@ -38,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ansible_collections.prechange.snapshots.plugins.module_utils import _capacity
 from ansible_collections.prechange.snapshots.plugins.module_utils._errors import (
     AmbiguousSnapshot,
     ConnectionLost,
@@ -166,6 +167,8 @@ class SnapshotParams:
     # Seconds to wait for another job (backup, migration, running task) to release the VM; 0: refuse at once.
     lock_timeout: float = 0
     options: dict = field(default_factory=dict)
+    # Free space before a create (``_capacity.CapacityPolicy``); None: not checked.
+    capacity: Optional[Any] = None
 
 
 @dataclass
@@ -286,6 +289,17 @@ class SnapshotBackend(abc.ABC):
     def busy_hint(self, vm, what):
         """A provider's own advice for what ``busy`` reported, or None for the engine's wait-or-lock_timeout."""
         return None
+
+    def capacity(self, vm):
+        """Per disk, the storage its snapshot data grows on, with free and total bytes (``_capacity.Capacity``).
+
+        Read-only; the engine decides (``_capacity.check``). A provider that cannot measure keeps this default.
+        """
+        return _capacity.Capacity(note="%s does not report the VM's storage" % self.provider)
+
+    def snapshot_sizes(self, vm, snapshots):
+        """``{snapshot id: (size in bytes or None, a note saying how it was measured or why not)}``; read-only."""
+        return {}
 
     def check_create(self, vm, request, snapshots):
         """Refuse what the platform would refuse or corrupt; changes nothing."""
@@ -581,6 +595,10 @@ def _ensure_present(backend, vm, params, check_mode, snapshots, before):
         options=dict(params.options))
     wait_until_free(backend, vm, params.lock_timeout)
     backend.check_create(vm, request, snapshots)
+    if params.capacity is not None and params.capacity.action != "ignore":
+        # Read-only, so check mode predicts the refusal too.
+        for text in _capacity.check(backend.capacity(vm), params.capacity, memory=request.memory):
+            backend.warn("Snapshot '%s' of VM '%s' on %s: %s" % (request.name, vm.name, backend.provider, text))
     if check_mode:
         current = next((s for s in snapshots if s.current), None)
         predicted = Snapshot(

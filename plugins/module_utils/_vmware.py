@@ -46,6 +46,7 @@ from xml.parsers.expat import ExpatError
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.prechange.snapshots.plugins.module_utils._capacity import Capacity, DiskUsage
 from ansible_collections.prechange.snapshots.plugins.module_utils._errors import (
     AmbiguousVm,
     ConnectionFailed,
@@ -815,6 +816,85 @@ class VmwareBackend(SnapshotBackend):
             info = self._apply_vm_state(vm, rows[0][1])
         return snapshots_from_info(info)
 
+    # --- capacity ---------------------------------------------------------------------------
+
+    CAPACITY_PATHS = ("config.hardware.device", "config.hardware.memoryMB", "config.files.snapshotDirectory",
+                      "config.files.vmPathName", "layoutEx.file", "layoutEx.disk", "layoutEx.snapshot")
+
+    def _layout(self, vm):
+        rows = self._sdk(lambda: self._properties([vm.handle], vim.VirtualMachine, self.CAPACITY_PATHS), vm=vm.name)
+        if not rows:
+            raise VmNotFound("the VM no longer exists", vm=vm.name, provider=self.provider)
+        return rows[0][1]
+
+    def capacity(self, vm):
+        """Each virtual disk's datastore (a snapshot's delta disk is made next to its parent) with the datastore
+        summary's free space and capacity; the disk's capacity, and its files' sizes in layoutEx as its use."""
+        props = self._layout(vm)
+        files = {f.key: f for f in props.get("layoutEx.file") or []}
+        chains = {d.key: d.chain for d in props.get("layoutEx.disk") or []}
+        disks, stores = [], {}
+        for dev in props.get("config.hardware.device") or []:
+            if not isinstance(dev, vim.vm.device.VirtualDisk):
+                continue
+            label = dev.deviceInfo.label if dev.deviceInfo is not None else "disk %s" % dev.key
+            store = getattr(dev.backing, "datastore", None)
+            keys = [k for link in chains.get(dev.key) or [] for k in link.fileKey or []]
+            usage = DiskUsage(disk=label, storage=None,
+                              provisioned_bytes=int(dev.capacityInBytes or (dev.capacityInKB or 0) * 1024) or None,
+                              used_bytes=sum(int(files[k].size or 0) for k in keys if k in files) if keys else None)
+            if store is None:
+                usage.note = "the disk's backing names no datastore"
+            else:
+                stores[_moid(store)] = store
+                usage.storage = _moid(store)
+            disks.append(usage)
+        summaries = {}
+        if stores:
+            rows = self._sdk(lambda: self._properties(list(stores.values()), vim.Datastore,
+                                                      ("summary.name", "summary.freeSpace", "summary.capacity")),
+                             vm=vm.name)
+            summaries = {_moid(obj): p for obj, p in rows}
+        for usage in disks:
+            summary = summaries.get(usage.storage)
+            if summary is not None:
+                usage.storage = summary.get("summary.name") or usage.storage
+                usage.free_bytes = _int_or_none(summary.get("summary.freeSpace"))
+                usage.total_bytes = _int_or_none(summary.get("summary.capacity"))
+        memory = _int_or_none(props.get("config.hardware.memoryMB"))
+        # The memory file (.vmem) goes to the snapshot directory, by default the VM's home: "[datastore] dir/".
+        home = props.get("config.files.snapshotDirectory") or props.get("config.files.vmPathName") or ""
+        match = re.match(r"^\[([^\]]+)\]", home)
+        return Capacity(disks=disks, memory_bytes=memory * 1024 * 1024 if memory else None,
+                        memory_storage=match.group(1) if match else None,
+                        note=None if disks else "the VM has no virtual disks")
+
+    def snapshot_sizes(self, vm, snapshots):
+        """From layoutEx: a snapshot's state and memory files plus, per disk, the delta that the next link of the
+        chain (a child snapshot's or the running disk's) added after it: the data written since the snapshot."""
+        props = self._layout(vm)
+        files = {f.key: int(f.size or 0) for f in props.get("layoutEx.file") or []}
+        layouts = {_moid(s.key): s for s in props.get("layoutEx.snapshot") or []}
+        chains = [[tuple(link.fileKey or ()) for link in d.chain or []] for d in props.get("layoutEx.disk") or []]
+        chains += [[tuple(link.fileKey or ()) for link in d.chain or []]
+                   for s in layouts.values() for d in s.disk or []]
+        sizes = {}
+        for snap in snapshots:
+            layout = layouts.get(snap.id)
+            if layout is None:
+                sizes[snap.id] = (None, "the VM's file layout (layoutEx) lists no files for this snapshot")
+                continue
+            keys = {k for k in (layout.dataKey, layout.memoryKey) if k is not None and k >= 0}
+            for disk in layout.disk or []:
+                mine = [tuple(link.fileKey or ()) for link in disk.chain or []]
+                for chain in chains:
+                    if len(chain) > len(mine) and chain[:len(mine)] == mine:
+                        keys.update(chain[len(mine)])
+                        break
+            sizes[snap.id] = (sum(files.get(k, 0) for k in keys),
+                              "layoutEx: the snapshot's state and memory files and the delta disks written after it")
+        return sizes
+
     # --- another task on the VM -------------------------------------------------------------
 
     BUSY_TASK_PATHS = ("info.state", "info.name", "info.descriptionId", "info.key")
@@ -1015,3 +1095,10 @@ class VmwareBackend(SnapshotBackend):
             kwargs["description"] = description
         if kwargs:
             self._sdk(lambda: snapshot.handle.RenameSnapshot(**kwargs), vm=vm.name, snapshot=snapshot.name)
+
+
+def _int_or_none(value):
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None

@@ -57,6 +57,12 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._marker import
     parse_time,
     utcnow,
 )
+from ansible_collections.prechange.snapshots.plugins.module_utils._capacity import (
+    CapacityPolicy,
+    growth,
+    growth_limit,
+    measure_vm,
+)
 from ansible_collections.prechange.snapshots.plugins.module_utils._retention import (
     Retention,
     candidate,
@@ -120,6 +126,8 @@ class BeginRequest:
     takeover: bool = False
     policy: Policy = field(default_factory=Policy)
     check_only: bool = False
+    # Free space before the create (``_capacity.CapacityPolicy``, with the policy's min_free_gb); None: not checked.
+    capacity: Optional[object] = None
 
 
 @dataclass
@@ -153,11 +161,10 @@ def policy_violations(snapshots, policy, free_bytes=None, now=None):
     if policy.max_depth and depth + 1 > policy.max_depth:
         violations.append("the snapshot chain is %d deep, policy allows at most %d with the new one"
                           % (depth, policy.max_depth))
-    if policy.min_free_gb:
-        if free_bytes is None:
-            notes.append("free space is not reported here; the free-space check was skipped")
-        elif free_bytes < policy.min_free_gb * GIB:
-            violations.append("only %.1f GiB free, policy wants %s GiB" % (free_bytes / GIB, policy.min_free_gb))
+    if policy.min_free_gb and free_bytes is not None and free_bytes < policy.min_free_gb * GIB:
+        # Only for a caller that measured free space itself; the snapshot step folds min_free_gb into the
+        # engine's capacity decision (_capacity.check, BeginRequest.capacity), which measures every storage.
+        violations.append("only %.1f GiB free, policy wants %s GiB" % (free_bytes / GIB, policy.min_free_gb))
     return violations, notes
 
 
@@ -258,7 +265,7 @@ def begin(backend, vm, request, check_mode, now=None):
     params = SnapshotParams(state="present", name=request.name, description=request.description,
                             memory=request.memory, quiesce=request.quiesce, strict=request.strict,
                             marker=marker, timeout=request.timeout, lock_timeout=request.lock_timeout,
-                            options=dict(request.options))
+                            options=dict(request.options), capacity=request.capacity)
     dry = check_mode or request.check_only
     try:
         outcome = ensure(backend, vm, params, dry)  # the provider's own prechecks run here, in both modes
@@ -596,7 +603,17 @@ def begin_request(request, run_id, holder):
                       max_age=timedelta(seconds=policy["max_age_seconds"]) if policy.get("max_age_seconds") else None,
                       max_depth=int(policy.get("max_depth") or 0), min_free_gb=float(policy.get("min_free_gb") or 0),
                       action=policy.get("action") or "fail"),
-        check_only=bool(request.get("check_only")))
+        check_only=bool(request.get("check_only")),
+        capacity=capacity_policy(request))
+
+
+def capacity_policy(request):
+    """The snapshot step's capacity decision: snapshot_capacity_* plus snapshot_min_free_gb, one policy."""
+    capacity = request.get("capacity") or {}
+    policy = request.get("policy") or {}
+    return CapacityPolicy(action=capacity.get("action") or "fail", growth=float(capacity.get("growth", 0.1)),
+                          reserve_gb=float(capacity.get("reserve_gb") or 0),
+                          min_free_gb=float(policy.get("min_free_gb") or 0)).validate()
 
 
 def resolve_vms(backend, items):
@@ -715,10 +732,21 @@ def settle_decision(request, check_mode=False):
 
 def _one(backend, vm, request, kind, check_mode, run_id, holder, now):
     if kind == "snapshot":
-        return begin(backend, vm, begin_request(request, run_id, holder), check_mode, now)
+        result = begin(backend, vm, begin_request(request, run_id, holder), check_mode, now)
+        # Growth is measured from here (the snapshot's size, else the disks' allocation, and free space).
+        result["capacity"] = measure_vm(backend, vm, None if result.get("predicted") else result.get("id"))
+        return result
     if kind == "settle":
         record = request["record"]
         decision, why, passed = settle_decision(request, check_mode)
+        grown = None
+        if record.get("capacity") and not record.get("predicted"):
+            grown = growth(record["capacity"], measure_vm(backend, vm, record.get("id")),
+                           growth_limit(request.get("growth_limit")))
+            if grown["action"] == "stop" and decision in ("delete", "keep", "depends"):
+                # Too much growth is a failed change: back to this run's snapshot, said as such.
+                decision, why = "revert", "%s; the change is treated as failed and reverted (growth limit, " \
+                    "action stop)" % grown["message"]
         if record.get("predicted"):
             # Check mode: the snapshot was only predicted, so there is nothing on the VM to check yet.
             result = predicted_settle(vm, record, decision, why, request.get("power_state") or "recorded")
@@ -730,6 +758,12 @@ def _one(backend, vm, request, kind, check_mode, run_id, holder, now):
             result["reason"] = why if not result.get("vetoed") else "%s, but the deletion was vetoed" % why
         if decision == "depends":
             result.update(action="depends", predicted=True, if_passed=request.get("on_success") or "delete")
+        if grown is not None:
+            result["growth"] = grown
+            if grown["message"] and grown["action"] != "stop":
+                result.setdefault("warnings", []).append(
+                    "VM '%s': %s%s" % (vm.name, grown["message"], " (growth limit, action alert)"
+                                       if grown["action"] == "alert" else ""))
         return result
     if kind == "lookup":
         snap = find_run_snapshot(backend.list_snapshots(vm), request.get("run_id"), request.get("snapshot_name"),

@@ -121,6 +121,17 @@ vms:
           description: The VM's power state recorded in the snapshot.
           type: str
           sample: running
+        size_bytes:
+          description:
+            - Bytes the snapshot's data takes now, or null where it cannot be measured.
+            - "External snapshot: the allocation of the overlay files it started (the writes since it)."
+            - "Internal snapshot: null, because qcow2 keeps no size per internal snapshot (see RV(vms[].disks[].used_bytes))."
+          type: int
+          sample: 209993728
+        size_note:
+          description: How RV(vms[].snapshots[].size_bytes) was measured, or why it is null.
+          type: str
+          sample: "allocation of the overlay file(s) /var/lib/libvirt/images/web01.before: the writes since the snapshot"
         depth:
           description: Depth in the snapshot tree, 1 for a root snapshot.
           type: int
@@ -149,6 +160,74 @@ vms:
       description: Age of the oldest snapshot in seconds, or null when there is none.
       type: int
       sample: 3600
+    storage:
+      description:
+        - One entry per storage the VM's disks (and their snapshot data) grow on, with its free space.
+      type: list
+      elements: dict
+      contains:
+        storage:
+          description: The datastore, Proxmox VE storage, libvirt pool or directory; null when not known.
+          type: str
+          sample: local-lvm
+        free_bytes:
+          description: Free bytes on it, or null when the platform does not say.
+          type: int
+          sample: 82629726208
+        total_bytes:
+          description: Its size in bytes, or null when the platform does not say.
+          type: int
+          sample: 270553174016
+        disks:
+          description: The VM's disks on it.
+          type: list
+          elements: str
+          sample: [vda]
+        provisioned_bytes:
+          description: The provisioned size of those disks.
+          type: int
+          sample: 1073741824
+        used_bytes:
+          description: What those disks take on it now, or null when not known.
+          type: int
+          sample: 209993728
+    disks:
+      description: One entry per disk of the VM, with the storage its snapshot data grows on.
+      type: list
+      elements: dict
+      contains:
+        disk:
+          description: The disk as the platform names it.
+          type: str
+          sample: vda
+        storage:
+          description: The storage the disk's snapshot data grows on; null when not known.
+          type: str
+          sample: default
+        free_bytes:
+          description: Free bytes on that storage, or null.
+          type: int
+          sample: 82629726208
+        total_bytes:
+          description: Size of that storage in bytes, or null.
+          type: int
+          sample: 270553174016
+        provisioned_bytes:
+          description: The disk's provisioned size, or null.
+          type: int
+          sample: 1073741824
+        used_bytes:
+          description: What the disk takes on the storage now, or null.
+          type: int
+          sample: 209993728
+        note:
+          description: What is not known about this disk, and why; null when all is known.
+          type: str
+          sample: null
+    storage_note:
+      description: Why no storage could be measured, or null.
+      type: str
+      sample: null
 vm:
   description: The VM, when O(vm) was given. When the task failed, the VM as given (a string) or null.
   returned: when O(vm) is given, or on failure (a string)

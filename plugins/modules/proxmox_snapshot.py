@@ -230,6 +230,49 @@ busy:
   returned: failure, when the error is C(GuestBusy)
   type: str
   sample: locked (backup)
+capacity:
+  description:
+    - Per storage behind the VM's disks, what the capacity precheck measured and needed, when it refused the snapshot
+      for lack of free space.
+  returned: failure, when the capacity precheck refused the snapshot
+  type: list
+  elements: dict
+  contains:
+    storage:
+      description: "The storage (datastore, Proxmox VE storage, libvirt pool or directory)."
+      type: str
+    free_bytes:
+      description: "Its free bytes."
+      type: int
+    total_bytes:
+      description: "Its size in bytes."
+      type: int
+    disks:
+      description: "The VM's disks on it."
+      type: list
+      elements: str
+    provisioned_bytes:
+      description: "The provisioned size of those disks."
+      type: int
+    used_bytes:
+      description: "What those disks take on it now; null when not known."
+      type: int
+    memory_bytes:
+      description: "The memory state that would be saved there."
+      type: int
+    needed_bytes:
+      description: "What the snapshot may need there."
+      type: int
+    keep_free_bytes:
+      description: "What must stay free there (O(capacity_min_free_gb))."
+      type: int
+    enough:
+      description: "Whether it has room; null when its free space is not known."
+      type: bool
+    notes:
+      description: "What is not known about it."
+      type: list
+      elements: str
 candidates:
   description: What an ambiguous name matches, when the error is C(AmbiguousVm) or C(AmbiguousSnapshot).
   returned: failure, when a name is ambiguous

@@ -260,6 +260,8 @@ def scenario(t):
     t.pair(problems, "delete again", (False, False, "absent"), vm=vm, name="pcs-c", state="absent")
     t.pair(problems, "revert to a missing snapshot", (True, None, None), vm=vm, name="pcs-c", state="reverted")
     t.pair(problems, "a missing VM", (True, None, None), vm=MISSING_VM, name="pcs-a")
+    t.pair(problems, "a snapshot the storage cannot hold", (True, None, None), vm=vm, name="pcs-big",
+           capacity_reserve_gb=10.0 ** 7)
     t.pair(problems, "delete all of ours", (False, True, "deleted"), vm=vm, state="absent", delete_all="owned")
     t.pair(problems, "delete all of ours again", (False, False, "absent"), vm=vm, state="absent", delete_all="owned")
     t.pair(problems, "create to delete", (False, True, "created"), vm=vm, name="pcs-e", expires="7d")

@@ -206,7 +206,8 @@ def test_policy_age_depth_and_free_space():
                                              wf.Policy(max_age=timedelta(days=7), max_depth=1, min_free_gb=5),
                                              free_bytes=None, now=NOW)
     assert any("oldest" in v for v in violations) and any("deep" in v for v in violations)
-    assert notes and "skipped" in notes[0]
+    # Unmeasured free space is no longer a note here: min_free_gb is part of the engine's capacity decision.
+    assert notes == []
     violations, _notes = wf.policy_violations([], wf.Policy(min_free_gb=5), free_bytes=1024 ** 3, now=NOW)
     assert violations == ["only 1.0 GiB free, policy wants 5 GiB"]
 
