@@ -83,3 +83,43 @@ def test_vmware_clone_refuses_foreign_name(vsphere, tmp_path):
     gone = module_result("vmware_clone", dict(backend.module_args, name="DC0_H0_VM1", state="absent"), tmp_path)
     assert gone["failed"] and "did not make" in gone["msg"], gone
     assert _vsphere_vm(si, "DC0_H0_VM1") is not None
+
+
+# --- Proxmox VE (fakepve) -------------------------------------------------------------------------------------
+
+
+def test_proxmox_clone_is_full_cut_off_marked_and_removed(pve, tmp_path):
+    from conftest import _pve_api, proxmox_backend  # pylint: disable=import-outside-toplevel
+    backend = proxmox_backend(pve)
+    api = _pve_api(backend.conn)
+    snap = "clonesrc%s" % uuid.uuid4().hex[:6]
+    # The cluster's guests have no network device; give db01 (102) one for the test, removed at the end.
+    api.nodes("pve3").qemu(102).config.put(net0="virtio=BC:24:11:00:00:66,bridge=vmbr0")
+    made = module_result("proxmox_snapshot", dict(backend.module_args, vm=102, name=snap, memory=False), tmp_path)
+    assert not made.get("failed"), made
+    name = _clone_name("pve")
+    args = dict(backend.module_args, vm=102, snapshot=snap, name=name, expires="1d")
+    check = module_result("proxmox_clone", args, tmp_path, check=True)
+    assert check["changed"] and check["clone"]["linked"] is False, check
+    assert name not in [r.get("name") for r in api.cluster.resources.get(type="vm")]
+    started = time.monotonic()
+    result = module_result("proxmox_clone", args, tmp_path)
+    print("proxmox clone (full) took %.2f s" % (time.monotonic() - started))
+    assert result["changed"] and not result.get("failed"), result
+    assert result["clone"]["why"].startswith("full copy: Proxmox VE links clones only to templates")
+    res = next(r for r in api.cluster.resources.get(type="vm") if r.get("name") == name)
+    config = api.nodes(res["node"]).qemu(res["vmid"]).config.get()
+    nets = [v for k, v in config.items() if k.startswith("net")]
+    assert nets and all("link_down=1" in v for v in nets), config
+    assert "kind=clone" in config["description"] and "snapshot=%s" % snap in config["description"]
+    source = api.nodes("pve3").qemu(102).config.get()
+    assert all("link_down" not in v for k, v in source.items() if k.startswith("net")), source
+    assert snap in [s["name"] for s in api.nodes("pve3").qemu(102).snapshot.get()]
+    again = module_result("proxmox_clone", args, tmp_path)
+    assert again["changed"] is False and again["clone"]["id"] == str(res["vmid"]), again
+    foreign = module_result("proxmox_clone", dict(backend.module_args, name="web02", state="absent"), tmp_path)
+    assert foreign["failed"] and "did not make" in foreign["msg"], foreign
+    gone = module_result("proxmox_clone", dict(backend.module_args, name=name, state="absent"), tmp_path)
+    assert gone["changed"] and not gone.get("failed"), gone
+    assert name not in [r.get("name") for r in api.cluster.resources.get(type="vm")]
+    api.nodes("pve3").qemu(102).config.put(delete="net0")
