@@ -123,3 +123,86 @@ def test_proxmox_clone_is_full_cut_off_marked_and_removed(pve, tmp_path):
     assert gone["changed"] and not gone.get("failed"), gone
     assert name not in [r.get("name") for r in api.cluster.resources.get(type="vm")]
     api.nodes("pve3").qemu(102).config.put(delete="net0")
+
+
+# --- libvirt (the real libvirtd) ------------------------------------------------------------------------------
+
+
+def _libvirt_dom(uri, name):
+    import libvirt  # pylint: disable=import-outside-toplevel
+    conn = libvirt.open(uri)
+    try:
+        return conn.lookupByName(name).XMLDesc(0)
+    except libvirt.libvirtError:
+        return None
+    finally:
+        conn.close()
+
+
+def _image_backing(xml):
+    import re  # pylint: disable=import-outside-toplevel
+    import subprocess  # pylint: disable=import-outside-toplevel
+    path = re.search(r"<source file='([^']+)'", xml).group(1)
+    info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", path], capture_output=True,
+                                     text=True, check=True).stdout)
+    return path, info.get("backing-filename")
+
+
+@pytest.mark.parametrize("location", ["internal", "external"])
+def test_libvirt_clone_cut_off_marked_and_removed(libvirtd, libvirt_guest, tmp_path, location):
+    import os.path  # pylint: disable=import-outside-toplevel,reimported
+    guest = libvirt_guest("blank", start=True)
+    source_before = _libvirt_dom(libvirtd, guest.name)
+    # A NIC and a QEMU passthrough network for the clone to cut off (the e2e guest has the latter).
+    import libvirt  # pylint: disable=import-outside-toplevel
+    conn = libvirt.open(libvirtd)
+    dom = conn.lookupByName(guest.name)
+    inactive = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    inactive = inactive.replace("<domain type='qemu'>", "<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/"
+                                "domain/qemu/1.0'>").replace(
+        "</devices>", "<interface type='user'><model type='virtio'/></interface></devices><qemu:commandline>"
+        "<qemu:arg value='-netdev'/><qemu:arg value='user,id=pt0'/></qemu:commandline>")
+    conn.defineXML(inactive)
+    conn.close()
+    snap = "clonesrc"
+    made = module_result("libvirt_snapshot", {"uri": libvirtd, "vm": guest.name, "name": snap, "location": location},
+                         tmp_path)
+    assert not made.get("failed"), made
+    name = guest.name + "-c"
+    args = {"uri": libvirtd, "vm": guest.name, "snapshot": snap, "name": name, "expires": "1d"}
+    check = module_result("libvirt_clone", args, tmp_path, check=True)
+    assert check["changed"] and _libvirt_dom(libvirtd, name) is None, check
+    try:
+        started = time.monotonic()
+        result = module_result("libvirt_clone", args, tmp_path)
+        print("libvirt clone (%s) took %.2f s" % (location, time.monotonic() - started))
+        assert result["changed"] and not result.get("failed"), result
+        assert result["clone"]["linked"] is (location == "external"), result
+        xml = _libvirt_dom(libvirtd, name)
+        assert "<link state='down'/>" in xml and "-netdev" not in xml, xml
+        assert "kind=clone" in xml and "snapshot=%s" % snap in xml
+        assert result["clone"]["id"] != result["vm"]["id"]
+        path, backing = _image_backing(xml)
+        assert os.path.basename(path) == name + "-vda.qcow2"
+        if location == "external":
+            assert backing and backing not in xml  # an overlay on the frozen file, not on the running disk
+        else:
+            assert backing is None
+        assert _libvirt_dom(libvirtd, guest.name).count("<link state='down'/>") == 0
+        again = module_result("libvirt_clone", args, tmp_path)
+        assert again["changed"] is False
+        gone = module_result("libvirt_clone", {"uri": libvirtd, "name": name, "state": "absent"}, tmp_path)
+        assert gone["changed"] and _libvirt_dom(libvirtd, name) is None and not os.path.exists(path)
+        assert source_before is not None
+    finally:
+        module_result("libvirt_clone", {"uri": libvirtd, "name": name, "state": "absent"}, tmp_path)
+
+
+def test_libvirt_restore_point_refuses_power_on(libvirtd, libvirt_guest, tmp_path):
+    guest = libvirt_guest("blank", start=False)
+    args = {"uri": libvirtd, "vm": guest.name, "snapshot": "x", "name": guest.name + "-rp", "restore_point": True,
+            "power_on": True}
+    result = module_result("libvirt_clone", args, tmp_path)
+    assert result["msg"] == (
+        "Failed to clone snapshot 'x' of VM '%s' on libvirt: a restore point is kept powered off and disconnected. "
+        "Remove 'power_on' and 'network', or set restore_point: false; nothing was changed." % guest.name)
