@@ -759,6 +759,7 @@ def prune_group(backend, items, check_mode, now=None):
             continue
         for host in hosts:
             results[host] = dict(entry)
+    _prune_expired_clones(backend, [(vm, hosts) for vm, hosts in targets if hosts], results, check_mode, now)
     results.setdefault(first, {"changed": False, "deleted": [], "held": []})
     results[first]["others"] = others
     if any(o.get("failed") for o in others):
@@ -767,6 +768,32 @@ def prune_group(backend, items, check_mode, now=None):
             % (len([o for o in others if o.get("failed")]), "; ".join(o["msg"] for o in others if o.get("failed"))))
     results[first]["changed"] = results[first].get("changed") or any(o.get("changed") for o in others)
     return results
+
+
+def _prune_expired_clones(backend, targets, results, check_mode, now):
+    """Issue 13: this collection's expired clones and restore points of the hosts' VMs (by their marker's source)
+    go with the snapshots; a VM without the clone marker is never touched. Listed under ``clones_removed``."""
+    if not hasattr(backend, "list_clones") or not targets:
+        return
+    from ansible_collections.prechange.snapshots.plugins.module_utils._clone import prune_clones  # pylint: disable=import-outside-toplevel
+    try:
+        removed = prune_clones(backend, [vm for vm, _hosts in targets], check_mode, now=now)
+    except SnapshotError as error:
+        for _vm, hosts in targets:
+            for host in hosts:
+                results.get(host, {}).setdefault("warnings", []).append("expired clones not pruned: %s" % error.message)
+        return
+    for vm, hosts in targets:
+        mine = [(record, error) for record, error in removed if str(record.owner.get("source_id")) == str(vm.id)]
+        for host in hosts:
+            entry = results.get(host)
+            if entry is None or entry.get("failed"):
+                continue
+            entry["clones_removed"] = [record.to_result() for record, error in mine if error is None]
+            entry["changed"] = entry.get("changed") or bool(entry["clones_removed"])
+            for _record, error in mine:
+                if error is not None:
+                    entry.setdefault("warnings", []).append(error.message)
 
 
 def _prune_vm(backend, vm, request, check_mode, now):

@@ -72,7 +72,7 @@ RETURN = r"""
 vm:
   description: The source VM. Null when O(state=absent) found no clone and O(vm) was not given, or the source is gone.
     When the task failed, the VM as given (a string).
-  returned: always
+  returned: always (a string on failure)
   type: dict
   contains:
     name:
@@ -124,9 +124,21 @@ clone:
       type: str
       sample: null
     source:
-      description: The source VM and snapshot, from the clone's marker.
+      description: The source VM and snapshot, from the clone's marker (null values when it has none).
       type: dict
-      sample: {"vm": "web01", "id": "6695eb01-f6a4-8304-79aa-97f2502e193f", "snapshot": "before-patching"}
+      contains:
+        vm:
+          description: The source VM's name.
+          type: str
+          sample: web01
+        id:
+          description: The source VM's id.
+          type: str
+          sample: "6695eb01-f6a4-8304-79aa-97f2502e193f"
+        snapshot:
+          description: The snapshot the clone was made from.
+          type: str
+          sample: before-patching
     created:
       description: When the clone was made, UTC ISO 8601.
       type: str

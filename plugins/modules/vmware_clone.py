@@ -73,7 +73,7 @@ RETURN = r"""
 vm:
   description: The source VM. Null when O(state=absent) found no clone and O(vm) was not given, or the source is gone.
     When the task failed, the VM as given (a string).
-  returned: always
+  returned: always (a string on failure)
   type: dict
   contains:
     name:
@@ -123,9 +123,21 @@ clone:
       type: str
       sample: null
     source:
-      description: The source VM and snapshot, from the clone's marker.
+      description: The source VM and snapshot, from the clone's marker (null values when it has none).
       type: dict
-      sample: {"vm": "web01", "id": "vm-42", "snapshot": "before-patching"}
+      contains:
+        vm:
+          description: The source VM's name.
+          type: str
+          sample: web01
+        id:
+          description: The source VM's id.
+          type: str
+          sample: "vm-42"
+        snapshot:
+          description: The snapshot the clone was made from.
+          type: str
+          sample: before-patching
     created:
       description: When the clone was made, UTC ISO 8601.
       type: str
