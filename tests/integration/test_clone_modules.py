@@ -206,3 +206,47 @@ def test_libvirt_restore_point_refuses_power_on(libvirtd, libvirt_guest, tmp_pat
     assert result["msg"] == (
         "Failed to clone snapshot 'x' of VM '%s' on libvirt: a restore point is kept powered off and disconnected. "
         "Remove 'power_on' and 'network', or set restore_point: false; nothing was changed." % guest.name)
+
+
+def test_prune_removes_expired_clones_of_the_play_vms_only(pve, tmp_path):
+    """The workflow's prune step (prune_group) on fakepve: an expired clone and an expired restore point of the
+    host's VM go; a clone not yet expired, an expired clone of another VM and a VM without the marker stay."""
+    import sys  # pylint: disable=import-outside-toplevel
+    from conftest import _pve_api, proxmox_backend  # pylint: disable=import-outside-toplevel
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "build", "collections"))
+    from ansible_collections.prechange.snapshots.plugins.module_utils._proxmox import ProxmoxBackend  # noqa: E501 pylint: disable=import-outside-toplevel
+    from ansible_collections.prechange.snapshots.plugins.module_utils._workflow import prune_group  # pylint: disable=import-outside-toplevel
+    backend = proxmox_backend(pve)
+    api = _pve_api(backend.conn)
+    snap = "prunesrc%s" % uuid.uuid4().hex[:6]
+    for vm in (100, 102):
+        assert not module_result("proxmox_snapshot", dict(backend.module_args, vm=vm, name=snap, memory=False,
+                                                          expires="1d"), tmp_path).get("failed")
+    made = {}
+    for tag, vm, extra in (("old", 100, {}), ("rp", 100, {"restore_point": True}), ("young", 100, {}),
+                           ("other", 102, {})):
+        name = _clone_name("prune-" + tag)
+        result = module_result("proxmox_clone", dict(backend.module_args, vm=vm, snapshot=snap, name=name,
+                                                     expires="1d", **extra), tmp_path)
+        assert result["changed"], result
+        made[tag] = result["clone"]
+    # Let three of them expire: rewrite the expiry in their marker on the hypervisor (no waiting).
+    for tag in ("old", "rp", "other"):
+        res = next(r for r in api.cluster.resources.get(type="vm") if r.get("name") == made[tag]["name"])
+        guest = api.nodes(res["node"]).qemu(res["vmid"])
+        text = guest.config.get()["description"]
+        import re  # pylint: disable=import-outside-toplevel
+        guest.config.put(description=re.sub(r"expires=[^ \]]+", "expires=2020-01-01T00:00:00Z", text))
+    params = dict(backend.module_args, timeout=120)
+    with ProxmoxBackend({"api_host": params["api_host"], "api_port": params["api_port"],
+                         "api_user": params["api_user"], "api_password": params["api_password"],
+                         "ca_path": params["ca_path"], "timeout": 120}) as provider:
+        check = prune_group(provider, [("h1", {"vm": "web01", "select": "expired"})], True)
+        assert sorted(c["name"] for c in check["h1"]["clones_removed"]) == sorted(
+            [made["old"]["name"], made["rp"]["name"]])
+        result = prune_group(provider, [("h1", {"vm": "web01", "select": "expired"})], False)
+    names = [r.get("name") for r in api.cluster.resources.get(type="vm")]
+    assert result["h1"]["changed"] and made["old"]["name"] not in names and made["rp"]["name"] not in names
+    assert made["young"]["name"] in names and made["other"]["name"] in names and "web02" in names
+    for tag in ("young", "other"):
+        module_result("proxmox_clone", dict(backend.module_args, name=made[tag]["name"], state="absent"), tmp_path)
