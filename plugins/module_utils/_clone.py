@@ -162,8 +162,8 @@ def _diff_view(record):
 def validate(params):
     """Contradictory options, refused before anything is read (InvalidRequest)."""
     if params.state not in STATES:
-        raise InvalidRequest("state must be present or absent", hint="Set state: present or absent; nothing was "
-                                                                      "changed")
+        raise InvalidRequest("state must be present or absent",
+                             hint="Set state: present or absent; nothing was changed")
     if not params.name:
         raise InvalidRequest("'name' (the clone's VM name) is required",
                              hint="Name the clone with 'name'; nothing was changed")

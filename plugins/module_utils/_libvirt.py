@@ -581,8 +581,8 @@ class LibvirtCloneMixin(object):
                  if d["source"] and os.path.basename(d["source"]).startswith(record.name + "-")]
         if self._call(dom.isActive, vm, timeout, "remove"):
             self._call(dom.destroy, vm, timeout, "remove")
-        flags = (libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
-                 | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
+        flags = libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+        flags |= libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
         self._call(lambda: dom.undefineFlags(flags), vm, timeout, "remove")
         for path in paths:
             try:
@@ -1019,4 +1019,3 @@ class LibvirtBackend(LibvirtCloneMixin, SnapshotBackend):
             return ProviderError(text, vm=vm, snapshot=snapshot, provider=self.provider,
                                  details={"busy": "libvirt block job running (%s)" % text})
         return ProviderError(text, vm=vm, snapshot=snapshot, provider=self.provider)
-
