@@ -579,6 +579,9 @@ class LibvirtCloneMixin(object):
         xml = self._call(lambda: dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), vm, timeout, "remove")
         paths = [d["source"] for d in DomainLayout(xml).disks
                  if d["source"] and os.path.basename(d["source"]).startswith(record.name + "-")]
+        # The serial / console logs the clone got beside its disks (clone_domain_xml).
+        paths += sorted({element.get("path") for element in ET.fromstring(xml).findall("./devices/*/source")
+                         if os.path.basename(element.get("path") or "").startswith(record.name + "-serial")})
         if self._call(dom.isActive, vm, timeout, "remove"):
             self._call(dom.destroy, vm, timeout, "remove")
         flags = libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
