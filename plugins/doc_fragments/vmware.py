@@ -62,7 +62,7 @@ options:
     type: str
   folder:
     description:
-      - The VM folder the VMs named in O(vm) or O(vms) are in.
+      - The VM folder the VMs named in O(vm) or C(vms) are in.
       - A path with a V(vm) component after the first one names its datacenter (V(DC1/vm/linux),
         V(/DC1/vm)), as community.vmware takes it; any other path (V(linux/web)) is relative to the
         VM folder of O(datacenter), or of every datacenter.
@@ -94,7 +94,7 @@ options:
 requirements:
   - pyvmomi >= 7.0 on the controller
 notes:
-  - O(vm) and each entry of O(vms) take a VM name, an instance or BIOS UUID (a BIOS UUID that several VMs
+  - O(vm) and each entry of C(vms) take a VM name, an instance or BIOS UUID (a BIOS UUID that several VMs
     share fails and lists them), or a managed object id (V(vm-1234)). A VM name that several VMs in scope
     share (in different folders) fails and lists them unless O(folder) qualifies it; see O(vm_lookup).
   - One API session is used per task, for every VM of the task.

@@ -237,7 +237,381 @@ def set_description(snapshot_xml, description):
     return head + tail
 
 
-class LibvirtBackend(SnapshotBackend):
+# --- clones (issue 13; the engine is _clone.py) ------------------------------------------------------
+
+# Where a clone's marker lives: an element of its own namespace in the domain's <metadata>.
+CLONE_NS = "https://github.com/prechange/snapshots/clone/1"
+CLONE_KEY = "prechange"
+# QEMU command-line options that give a guest a network behind libvirt's back (<qemu:commandline>); a clone
+# must not keep them, or it answers on the source's network (the e2e guest gets its network this way).
+QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
+_QEMU_NET_OPTIONS = ("-netdev", "-nic", "-net")
+_QEMU_NET_DEVICES = re.compile(r"(^|,)netdev=|^(virtio-net|e1000|rtl8139|vmxnet|ne2k|pcnet|i82)")
+
+
+def is_local_uri(uri):
+    """A URI whose libvirtd runs on this machine (its files are this machine's files)."""
+    parsed = urlparse(uri)
+    return not parsed.hostname or parsed.hostname in ("localhost", "127.0.0.1", "::1")
+
+
+def strip_network_passthrough(root):
+    """Drop the <qemu:commandline> arguments that make network devices; return what was dropped (for the warning)."""
+    dropped = []
+    for cmdline in root.findall("{%s}commandline" % QEMU_NS):
+        args = cmdline.findall("{%s}arg" % QEMU_NS)
+        index = 0
+        while index < len(args):
+            value = args[index].get("value") or ""
+            following = args[index + 1].get("value") if index + 1 < len(args) else ""
+            if value in _QEMU_NET_OPTIONS or (value == "-device" and _QEMU_NET_DEVICES.search(following or "")):
+                dropped.append("%s %s" % (value, following))
+                cmdline.remove(args[index])
+                if index + 1 < len(args):
+                    cmdline.remove(args[index + 1])
+                index += 2
+                continue
+            index += 1
+        if not list(cmdline):
+            root.remove(cmdline)
+    return dropped
+
+
+def clone_domain_xml(xml, name, disks, network=None, logs_dir=None):
+    """The new domain's XML: ``xml`` (the source's inactive definition) renamed, without UUID or MACs (libvirt
+    makes new ones), its disks replaced (``disks``: {target: (path, format)}), its NICs down (or on ``network``),
+    serial logs of its own. Returns (xml text, dropped passthrough arguments)."""
+    ET.register_namespace("qemu", QEMU_NS)
+    root = ET.fromstring(xml)
+    root.attrib.pop("id", None)
+    root.find("name").text = name
+    for tag in ("uuid", "genid"):
+        for element in root.findall(tag):
+            root.remove(element)
+    metadata = root.find("metadata")
+    if metadata is not None:
+        for element in list(metadata):
+            if element.tag == "{%s}%s" % (CLONE_NS, "clone"):
+                metadata.remove(element)
+    loader_nvram = root.find("./os/nvram")
+    if loader_nvram is not None:
+        # A fresh NVRAM from the template: the source's variables file stays the source's.
+        root.find("os").remove(loader_nvram)
+    devices = root.find("devices")
+    for disk in devices.findall("disk"):
+        target = disk.find("target")
+        if disk.get("device", "disk") != "disk" or target is None or target.get("dev") not in disks:
+            continue
+        path, fmt = disks[target.get("dev")]
+        disk.set("type", "file")
+        for element in disk.findall("backingStore"):
+            disk.remove(element)
+        source = disk.find("source")
+        if source is not None:
+            disk.remove(source)
+        source = ET.Element("source", file=path)
+        disk.insert(1, source)
+        driver = disk.find("driver")
+        if driver is None:
+            driver = ET.SubElement(disk, "driver", name="qemu")
+        driver.set("type", fmt)
+    interfaces = devices.findall("interface")
+    for iface in interfaces:
+        for element in iface.findall("mac"):
+            iface.remove(element)
+        for element in iface.findall("target"):
+            iface.remove(element)
+        if network:
+            for element in iface.findall("source"):
+                iface.remove(element)
+            iface.set("type", "network")
+            iface.insert(0, ET.Element("source", network=network))
+            for element in iface.findall("link"):
+                iface.remove(element)
+        else:
+            link = iface.find("link")
+            if link is None:
+                link = ET.SubElement(iface, "link")
+            link.set("state", "down")
+    if network and not interfaces:
+        iface = ET.SubElement(devices, "interface", type="network")
+        ET.SubElement(iface, "source", network=network)
+        ET.SubElement(iface, "model", type="virtio")
+    for number, serial in enumerate(devices.findall("serial") + devices.findall("console")):
+        source = serial.find("source")
+        if serial.get("type") == "file" and source is not None and logs_dir:
+            source.set("path", "%s/%s-serial%d.log" % (logs_dir, name, number))
+    for channel in devices.findall("channel"):
+        source = channel.find("source")
+        if channel.get("type") == "unix" and source is not None:
+            channel.remove(source)  # libvirt makes a socket of the clone's own
+    for graphics in devices.findall("graphics"):
+        if graphics.get("port") not in (None, "-1"):
+            graphics.set("port", "-1")
+            graphics.set("autoport", "yes")
+    dropped = strip_network_passthrough(root)
+    return ET.tostring(root, encoding="unicode"), dropped
+
+
+def _network_of(xml):
+    """The network every NIC is on (None when all are down or there is none)."""
+    root = ET.fromstring(xml)
+    nets = set()
+    for iface in root.findall("./devices/interface"):
+        link = iface.find("link")
+        if link is not None and link.get("state") == "down":
+            continue
+        source = iface.find("source")
+        nets.add(source.get("network") or source.get("bridge") if source is not None else iface.get("type"))
+    return sorted(nets)[0] if len(nets) == 1 else (", ".join(sorted(str(n) for n in nets)) or None)
+
+
+def _run_qemu_img(args, timeout):
+    import subprocess  # pylint: disable=import-outside-toplevel
+    try:
+        proc = subprocess.run(["qemu-img"] + args, capture_output=True, text=True, timeout=timeout, check=False)
+    except FileNotFoundError:
+        raise ProviderError("qemu-img is not installed on the controller",
+                            hint="Install qemu-utils (qemu-img) where the module runs")
+    except subprocess.TimeoutExpired:
+        raise SnapshotTimeout("qemu-img %s did not finish within %ss" % (args[0], timeout),
+                              hint="Raise 'timeout' for large disks")
+    if proc.returncode != 0:
+        raise ProviderError("qemu-img %s failed: %s" % (args[0], (proc.stderr or proc.stdout).strip()))
+    return proc.stdout
+
+
+def _image_info(path, timeout=60):
+    import json  # pylint: disable=import-outside-toplevel
+    return json.loads(_run_qemu_img(["info", "-U", "--backing-chain", "--output=json", path], timeout))
+
+
+class LibvirtCloneMixin(object):
+    """The clone methods of ``LibvirtBackend`` (see _clone.py for the contract)."""
+
+    def _clone_record(self, dom):
+        from ansible_collections.prechange.snapshots.plugins.module_utils._clone import (  # pylint: disable=import-outside-toplevel
+            CloneRecord, parse_clone_text)
+        try:
+            xml = dom.XMLDesc(0)
+        except libvirt.libvirtError as error:
+            raise self._translate(error, vm=dom.name())
+        root = ET.fromstring(xml)
+        element = root.find("./metadata/{%s}clone" % CLONE_NS)
+        owner = None
+        linked = None
+        if element is not None:
+            _text, owner = parse_clone_text(element.text or "")
+            linked = element.get("linked") == "yes"
+        return CloneRecord(name=dom.name(), id=dom.UUIDString(), power_state=_power_state(dom.state()[0]),
+                           owner=owner, linked=linked, network=_network_of(xml), handle=dom)
+
+    def find_clone(self, name):
+        try:
+            dom = self.conn.lookupByName(name)
+        except libvirt.libvirtError as error:
+            if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise self._translate(error, vm=name)
+        return self._clone_record(dom)
+
+    def list_clones(self):
+        try:
+            doms = self.conn.listAllDomains(0)
+        except libvirt.libvirtError as error:
+            raise self._translate(error)
+        records = []
+        for dom in doms:
+            try:
+                if "%s" % CLONE_NS not in dom.XMLDesc(0):
+                    continue
+            except libvirt.libvirtError:
+                continue  # gone meanwhile
+            records.append(self._clone_record(dom))
+        return [r for r in records if r.ours]
+
+    def _target_dir(self, vm, placement, first_source):
+        pool_name = placement.get("pool")
+        if pool_name:
+            try:
+                pool = self.conn.storagePoolLookupByName(pool_name)
+                path = ET.fromstring(pool.XMLDesc(0)).findtext("./target/path")
+                free = pool.info()[3]
+            except libvirt.libvirtError as error:
+                raise PrecheckFailed("storage pool '%s': %s" % (pool_name, error.get_error_message()),
+                                     hint="Name an existing, active storage pool with 'pool' (virsh pool-list)")
+            if not path:
+                raise PrecheckFailed("storage pool '%s' has no target directory" % pool_name,
+                                     hint="Use a directory-backed pool for the clone's disks")
+            return path, free, pool
+        import os  # pylint: disable=import-outside-toplevel
+        path = os.path.dirname(first_source)
+        stat = os.statvfs(path)
+        return path, stat.f_bavail * stat.f_frsize, None
+
+    def plan_clone(self, vm, snapshot, request):
+        from ansible_collections.prechange.snapshots.plugins.module_utils._clone import ClonePlan  # pylint: disable=import-outside-toplevel
+        import os  # pylint: disable=import-outside-toplevel
+        snap_xml = self._call(lambda: self._lookup(vm, snapshot.name).getXMLDesc(0), vm, self.timeout, "clone")
+        root = ET.fromstring(snap_xml)
+        location = snapshot.extra.get("location")
+        disk_modes = {d.get("name"): d.get("snapshot") for d in root.findall("./disks/disk")}
+        recorded = (snapshot.handle or {}).get("disk_sources") or {}
+        layout = self._layout(vm)
+        targets = [d["target"] for d in layout.disks]
+        if not targets:
+            raise PrecheckFailed("the VM has no disks to clone", hint="Clone a VM with at least one disk")
+        if disk_modes and all(disk_modes.get(t) in ("no", None) for t in targets):
+            raise PrecheckFailed("snapshot '%s' holds no disk state (memory only), so there is nothing to clone from"
+                                 % snapshot.name, hint="Clone from a snapshot that includes the disks")
+        if not is_local_uri(self.uri):
+            raise PrecheckFailed(
+                "the clone's disks are made with qemu-img where the module runs, and %s is a remote libvirt" % self.uri,
+                hint="Run the task on the libvirt host (delegate_to it, with uri qemu:///system)")
+        sources = {}
+        linked_possible = True
+        for disk in layout.disks:
+            target = disk["target"]
+            if location == "external" and disk_modes.get(target) == "external":
+                # The file the snapshot froze: an overlay now sits on top of it, so it no longer changes.
+                source = recorded.get(target)
+                if not source or source == disk["source"]:
+                    raise PrecheckFailed(
+                        "disk %s of snapshot '%s' is the disk the VM runs on now, so its state still changes"
+                        % (target, snapshot.name),
+                        hint="Clone from a snapshot whose disks have an overlay on top of them")
+                sources[target] = (source, None)
+            else:
+                source = recorded.get(target) or disk["source"]
+                if disk["format"] != "qcow2":
+                    raise PrecheckFailed("disk %s (%s) is %s and holds no internal snapshot" % (
+                        target, source, disk["format"]), hint="Clone from an external snapshot of this VM")
+                if source != disk["source"]:
+                    raise PrecheckFailed(
+                        "disk %s now runs on %s, but the internal snapshot is inside %s" % (target, disk["source"], source),
+                        hint="Commit or remove the overlay first (virsh blockcommit)")
+                sources[target] = (source, snapshot.name)  # copied out of the qcow2's internal snapshot
+                linked_possible = False
+        for source, _internal in sources.values():
+            if not source or not os.path.exists(source):
+                raise PrecheckFailed("disk file %s is not on this machine" % source,
+                                     hint="Run the task on the libvirt host")
+        linked = linked_possible and not request.full
+        if request.full:
+            why = "full copy, as asked" + (" (restore point)" if request.restore_point else "")
+        elif linked:
+            why = "linked: qcow2 overlays on the disk state the external snapshot froze"
+        else:
+            why = ("full copy: the internal snapshot lives inside the disk file the VM still writes to, so nothing "
+                   "can be linked to it")
+        directory, free, pool = self._target_dir(vm, request.placement, sorted(sources.values())[0][0])
+        need = 0
+        if not linked:
+            for source, internal in sources.values():
+                try:
+                    chain = _image_info(source)
+                except ProviderError as error:
+                    raise PrecheckFailed("cannot read disk %s: %s" % (source, error.reason),
+                                         hint="Check the disk file")
+                need += sum(int(image.get("actual-size") or 0) for image in chain)
+        disks = {}
+        for target, (source, internal) in sources.items():
+            path = os.path.join(directory, "%s-%s.qcow2" % (request.name, target))
+            if os.path.exists(path):
+                raise PrecheckFailed("the clone's disk file %s already exists" % path,
+                                     hint="Remove it, or choose another 'name' or 'pool'")
+            disks[target] = {"source": source, "internal": internal, "path": path}
+        return ClonePlan(linked=linked, why=why, need_bytes=need if not linked else None, free_bytes=free,
+                         data={"disks": disks, "pool": pool, "dir": directory})
+
+    def clone(self, vm, snapshot, request, plan):
+        from ansible_collections.prechange.snapshots.plugins.module_utils._clone import format_clone_text  # pylint: disable=import-outside-toplevel
+        made = []
+        try:
+            for target, disk in sorted(plan.data["disks"].items()):
+                chain = _image_info(disk["source"])
+                if plan.linked:
+                    _run_qemu_img(["create", "-q", "-f", "qcow2", "-b", disk["source"],
+                                   "-F", chain[0].get("format") or "qcow2", disk["path"]], request.timeout)
+                elif disk["internal"]:
+                    _run_qemu_img(["convert", "-U", "-O", "qcow2", "-l", "snapshot.name=%s" % disk["internal"],
+                                   disk["source"], disk["path"]], request.timeout)
+                else:
+                    _run_qemu_img(["convert", "-U", "-O", "qcow2", disk["source"], disk["path"]], request.timeout)
+                made.append(disk["path"])
+            xml = self._call(lambda: vm.handle.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE),
+                             vm, request.timeout, "clone")
+            new_xml, dropped = clone_domain_xml(
+                xml, request.name, {t: (d["path"], "qcow2") for t, d in plan.data["disks"].items()},
+                network=request.network, logs_dir=plan.data["dir"])
+            if dropped:
+                self.warn("Clone '%s' of VM '%s': dropped the network devices the source passes to QEMU directly "
+                          "(<qemu:commandline>: %s)" % (request.name, vm.name, "; ".join(dropped)))
+            dom = self._call(lambda: self.conn.defineXML(new_xml), vm, request.timeout, "clone")
+            marker = "<clone linked='%s'>%s</clone>" % ("yes" if plan.linked else "no",
+                                                        xml_escape(format_clone_text("", request.marker)))
+            self._call(lambda: dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, marker, CLONE_KEY, CLONE_NS,
+                                               libvirt.VIR_DOMAIN_AFFECT_CONFIG), vm, request.timeout, "clone")
+            if request.power_on:
+                self._call(dom.create, vm, request.timeout, "clone")
+        except Exception:
+            # Nothing half made is left behind: the files this call wrote, the domain it defined.
+            self._undo_clone(request.name, made)
+            raise
+        if plan.data.get("pool") is not None:
+            try:
+                plan.data["pool"].refresh(0)
+            except libvirt.libvirtError:
+                pass
+        return self._clone_record(self.conn.lookupByName(request.name))
+
+    def _undo_clone(self, name, paths):
+        import os  # pylint: disable=import-outside-toplevel
+        try:
+            dom = self.conn.lookupByName(name)
+            if dom.isActive():
+                dom.destroy()
+            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+        except libvirt.libvirtError:
+            pass
+        for path in paths:
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+
+    def remove_clone(self, record, timeout):
+        """Stop and undefine the clone, and delete the disk files it was made with (named <clone>-<target>.qcow2)."""
+        import os  # pylint: disable=import-outside-toplevel
+        dom = record.handle
+        vm = VmRecord(name=record.name, id=record.id, power_state=record.power_state, handle=dom)
+        xml = self._call(lambda: dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), vm, timeout, "remove")
+        paths = [d["source"] for d in DomainLayout(xml).disks
+                 if d["source"] and os.path.basename(d["source"]).startswith(record.name + "-")]
+        # The serial / console logs the clone got beside its disks (clone_domain_xml).
+        paths += sorted({element.get("path") for element in ET.fromstring(xml).findall("./devices/*/source")
+                         if os.path.basename(element.get("path") or "").startswith(record.name + "-serial")})
+        if self._call(dom.isActive, vm, timeout, "remove"):
+            self._call(dom.destroy, vm, timeout, "remove")
+        flags = libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+        flags |= libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+        self._call(lambda: dom.undefineFlags(flags), vm, timeout, "remove")
+        for path in paths:
+            try:
+                vol = self.conn.storageVolLookupByPath(path)
+                vol.delete(0)
+                continue
+            except libvirt.libvirtError:
+                pass
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
+            except OSError as error:
+                self.warn("Clone '%s' was removed but its disk %s could not be deleted: %s" % (record.name, path, error))
+
+
+class LibvirtBackend(LibvirtCloneMixin, SnapshotBackend):
     provider = "libvirt"
     supports_update = True
     # Renaming would need REDEFINE under a new name, which makes metadata that is not in the

@@ -47,8 +47,13 @@ PENDING = "pending"
 VERDICT_PHASES = ("verified", "kept", "reverted", "released")
 PHASES = (PENDING,) + VERDICT_PHASES
 REQUIRED_KEYS = ("run", "created")
+# A clone's or restore point's marker (kept on the VM it made, see _clone.py): the same line with its own keys, so
+# that a snapshot's description with a clone marker (or the reverse) never parses as ours.
+CLONE_KEYS = ("run", "creator", "created", "expires", "ticket", "kind", "source", "source_id", "snapshot")
+CLONE_REQUIRED_KEYS = ("run", "created", "kind", "source_id", "snapshot")
+CLONE_KINDS = ("clone", "restore_point")
 
-_MARKER_LINE = re.compile(r"^\[%s %s((?: [a-z]+=[^\s\]]*)+)\]$" % (re.escape(MARKER_TAG), MARKER_VERSION))
+_MARKER_LINE = re.compile(r"^\[%s %s((?: [a-z_]+=[^\s\]]*)+)\]$" % (re.escape(MARKER_TAG), MARKER_VERSION))
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -119,17 +124,19 @@ def make_marker(run, creator=None, created=None, expires=None, ticket=None, phas
     }
 
 
-def format_marker(marker):
+def format_marker(marker, keys=MARKER_KEYS):
     parts = []
-    for key in MARKER_KEYS:
+    for key in keys:
         value = marker.get(key)
         if value not in (None, ""):
             parts.append("%s=%s" % (key, quote(str(value), safe=":-_.")))
     return "[%s %s %s]" % (MARKER_TAG, MARKER_VERSION, " ".join(parts))
 
 
-def split_description(description):
-    """Return (user_text, marker dict or None). Never raises on foreign text."""
+def split_description(description, keys=MARKER_KEYS, required=REQUIRED_KEYS):
+    """Return (user_text, marker dict or None). Never raises on foreign text.
+
+    ``keys``/``required``: CLONE_KEYS/CLONE_REQUIRED_KEYS for a clone's marker."""
     text = description or ""
     lines = text.rstrip("\n").split("\n")
     match = _MARKER_LINE.match(lines[-1].strip()) if lines else None
@@ -138,10 +145,10 @@ def split_description(description):
     marker = {}
     for pair in match.group(1).split():
         key, _sep, value = pair.partition("=")
-        if key not in MARKER_KEYS or key in marker:
+        if key not in keys or key in marker:
             return text, None
         marker[key] = unquote(value)
-    if any(not marker.get(key) for key in REQUIRED_KEYS):
+    if any(not marker.get(key) for key in required):
         return text, None
     try:
         parse_time(marker["created"])
@@ -152,18 +159,20 @@ def split_description(description):
         return text, None
     if marker.get("phase") and marker["phase"] not in PHASES:
         return text, None
-    for key in MARKER_KEYS:
+    if marker.get("kind") and marker["kind"] not in CLONE_KINDS:
+        return text, None
+    for key in keys:
         marker.setdefault(key, None)
     return "\n".join(lines[:-1]).rstrip("\n"), marker
 
 
-def join_description(user_text, marker):
+def join_description(user_text, marker, keys=MARKER_KEYS):
     """User text first (untouched), the marker as the last line."""
     if not marker:
         return user_text or ""
     if user_text:
-        return "%s\n%s" % (user_text.rstrip("\n"), format_marker(marker))
-    return format_marker(marker)
+        return "%s\n%s" % (user_text.rstrip("\n"), format_marker(marker, keys))
+    return format_marker(marker, keys)
 
 
 def is_expired(marker, now=None):

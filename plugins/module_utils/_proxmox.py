@@ -322,7 +322,147 @@ class _Locked(Exception):
         self.upid = upid
 
 
-class ProxmoxBackend(SnapshotBackend):
+def size_bytes(text):
+    """A PVE disk size ('32G', '512M', '4194304') in bytes; 0 when unknown."""
+    match = re.match(r"^(\d+(?:\.\d+)?)([KMGT]?)$", str(text or "").strip())
+    if not match:
+        return 0
+    return int(float(match.group(1)) * 1024 ** " KMGT".index(match.group(2) or " "))
+
+
+class ProxmoxCloneMixin(object):
+    """The clone methods of ``ProxmoxBackend`` (see _clone.py): POST .../clone with snapname, the marker in the
+    clone's description, every net device link_down=1 (or on the named bridge)."""
+
+    def _clone_record(self, item):
+        from ansible_collections.prechange.snapshots.plugins.module_utils._clone import (  # pylint: disable=import-outside-toplevel
+            CloneRecord, parse_clone_text)
+        record = self._record(item)
+        owner, linked, network = None, None, None
+        if record.extra["type"] == QEMU:
+            config = self._config(record)
+            text, owner = parse_clone_text(config.get("description") or "")
+            linked = "linked=yes" in text
+            bridges = set()
+            for key in sorted(config):
+                if re.match(r"^net\d+$", key):
+                    _model, props = split_props(config[key])
+                    if props.get("link_down") not in ("1", 1):
+                        bridges.add(props.get("bridge"))
+            network = ", ".join(sorted(str(b) for b in bridges)) or None
+        return CloneRecord(name=record.name, id=record.id, power_state=record.power_state, owner=owner,
+                           linked=linked, network=network, handle=record)
+
+    def find_clone(self, name):
+        matches = [item for item in self._resources() if item.get("name") == name]
+        if len(matches) > 1:
+            raise PrecheckFailed("%d guests are named '%s'" % (len(matches), name), hint="Choose another 'name'")
+        return self._clone_record(matches[0]) if matches else None
+
+    def list_clones(self):
+        records = []
+        for item in self._resources():
+            if item.get("type") != QEMU:
+                continue
+            record = self._clone_record(item)
+            if record.ours:
+                records.append(record)
+        return records
+
+    def plan_clone(self, vm, snapshot, request):
+        from ansible_collections.prechange.snapshots.plugins.module_utils._clone import ClonePlan  # pylint: disable=import-outside-toplevel
+        if vm.extra["type"] != QEMU:
+            raise PrecheckFailed("the guest is a container, and this module clones QEMU VMs only",
+                                 hint="Clone containers with 'pct clone'")
+        try:
+            snap_config = self._get(self._guest_path(vm) + "/snapshot/%s/config" % snapshot.name)
+        except Exception as error:  # pylint: disable=broad-except
+            raise self._translate(error, vm=vm.name, snapshot=snapshot.name)
+        disks = guest_volumes(QEMU, snap_config)
+        placement = request.placement
+        # PVE links a clone only to a template's base volumes; a snapshot of a normal VM is always copied.
+        linked = bool(vm.extra.get("template")) and not request.full
+        if request.full:
+            why = "full copy, as asked" + (" (restore point)" if request.restore_point else "")
+        elif linked:
+            why = "linked: the source is a template"
+        else:
+            why = "full copy: Proxmox VE links clones only to templates, and a snapshot of a VM is always copied"
+        need = None if linked else sum(size_bytes(props.get("size")) for _key, _vol, props in disks)
+        free = None
+        storages = {placement.get("storage")} if placement.get("storage") else {v.split(":")[0] for _k, v, _p in disks}
+        node = placement.get("node") or vm.extra["node"]
+        if not linked and len(storages) == 1:
+            storage = next(iter(storages))
+            try:
+                status = self._get("nodes/%s/storage/%s/status" % (vm.extra["node"], storage))
+                free = int(status.get("avail")) if status.get("avail") is not None else None
+            except Exception as error:  # pylint: disable=broad-except
+                raise PrecheckFailed("cannot read storage '%s': %s" % (storage, self._error_text(error)),
+                                     hint="Check 'storage'")
+        newid = placement.get("newid")
+        if newid is None:
+            try:
+                newid = int(self._get("cluster/nextid"))
+            except Exception as error:  # pylint: disable=broad-except
+                raise self._translate(error, vm=vm.name)
+        elif any(int(item["vmid"]) == int(newid) for item in self._resources()):
+            raise PrecheckFailed("vmid %s is already used" % newid, hint="Choose another 'newid', or omit it")
+        return ClonePlan(linked=linked, why=why, need_bytes=need, free_bytes=free,
+                         data={"newid": int(newid), "node": node})
+
+    def clone(self, vm, snapshot, request, plan):
+        from ansible_collections.prechange.snapshots.plugins.module_utils._clone import format_clone_text  # pylint: disable=import-outside-toplevel
+        description = format_clone_text("linked=%s" % ("yes" if plan.linked else "no"), request.marker)
+        newid = plan.data["newid"]
+        data = {"newid": newid, "name": request.name, "snapname": snapshot.name, "full": 0 if plan.linked else 1,
+                "description": description}
+        for key in ("storage", "pool"):
+            if request.placement.get(key):
+                data[key] = request.placement[key]
+        if plan.data["node"] != vm.extra["node"]:
+            data["target"] = plan.data["node"]
+        base = self.api(self._guest_path(vm) + "/clone")
+        self._run(vm, "clone", lambda: base.post(**data), request.timeout, snapshot=snapshot.name)
+        made = VmRecord(name=request.name, id=str(newid), power_state="stopped", handle=None,
+                        extra={"node": plan.data["node"], "type": QEMU, "vmid": newid})
+        try:
+            config = self._config(made)
+            changes = {"description": description}
+            for key in sorted(config):
+                if re.match(r"^net\d+$", key):
+                    model, props = split_props(config[key])
+                    props.pop("link_down", None)
+                    if request.network:
+                        props["bridge"] = request.network
+                    else:
+                        props["link_down"] = "1"
+                    changes[key] = ",".join(([model] if model else []) + ["%s=%s" % item for item in props.items()])
+            self.api(self._guest_path(made) + "/config").put(**changes)
+            if request.power_on:
+                start = self.api(self._guest_path(made) + "/status/start")
+                self._run(made, "start", start.post, request.timeout)
+        except Exception:
+            self._remove_guest(made, request.timeout)
+            raise
+        return self.find_clone(request.name)
+
+    def _remove_guest(self, made, timeout):
+        try:
+            self.api(self._guest_path(made)).delete(purge=1)
+        except Exception:  # pylint: disable=broad-except
+            pass
+
+    def remove_clone(self, record, timeout):
+        vm = record.handle
+        if record.power_state != "stopped":
+            stop = self.api(self._guest_path(vm) + "/status/stop")
+            self._run(vm, "stop", stop.post, timeout)
+        gone = self.api(self._guest_path(vm))
+        self._run(vm, "destroy", lambda: gone.delete(purge=1), timeout)
+
+
+class ProxmoxBackend(ProxmoxCloneMixin, SnapshotBackend):
     provider = "proxmox"
     supports_update = True  # PUT .../snapshot/{name}/config
     supports_rename = False  # PVE has no way to rename a snapshot

@@ -54,6 +54,7 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._errors import
     InvalidRequest,
     PrecheckFailed,
     ProviderError,
+    SnapshotError,
     SnapshotNotFound,
     SnapshotTimeout,
     VmNotFound,
@@ -276,7 +277,141 @@ def in_progress(fault):
 # --- the backend ------------------------------------------------------------------------------
 
 
-class VmwareBackend(SnapshotBackend):
+class VmwareCloneMixin(object):
+    """The clone methods of ``VmwareBackend`` (see _clone.py): CloneVM_Task from the snapshot, linked with
+    diskMoveType createNewChildDiskBacking; the marker in the VM's annotation; NICs disconnected."""
+
+    CLONE_PATHS = ["name", "runtime.powerState", "config.annotation", "config.hardware.device"]
+
+    def _clone_records(self, names=None):
+        from ansible_collections.prechange.snapshots.plugins.module_utils._clone import (  # pylint: disable=import-outside-toplevel
+            CloneRecord, parse_clone_text)
+        records = []
+        for container in self._list_scope():
+            rows = self._sdk(lambda c=container: self._view_properties(c, vim.VirtualMachine, self.CLONE_PATHS))
+            for obj, props in rows:
+                if names is not None and props.get("name") not in names:
+                    continue
+                _text, owner = parse_clone_text(props.get("config.annotation") or "")
+                nics = [d for d in props.get("config.hardware.device") or [] if isinstance(d, vim.vm.device.VirtualEthernetCard)]
+                connected = [d for d in nics if d.connectable is not None and d.connectable.startConnected]
+                network = None
+                if connected:
+                    labels = {getattr(d.backing, "deviceName", None) for d in connected}
+                    network = ", ".join(sorted(str(x) for x in labels))
+                linked = None
+                if owner is not None:
+                    linked = "linked=yes" in (props.get("config.annotation") or "")
+                records.append(CloneRecord(name=props.get("name"), id=_moid(obj),
+                                           power_state=power_state(props.get("runtime.powerState")),
+                                           owner=owner, linked=linked, network=network, handle=obj))
+        return records
+
+    def find_clone(self, name):
+        found = {r.id: r for r in self._clone_records({name})}
+        if len(found) > 1:
+            raise PrecheckFailed("%d VMs are named '%s'" % (len(found), name), hint="Choose another 'name'")
+        return next(iter(found.values()), None)
+
+    def list_clones(self):
+        return [r for r in self._clone_records() if r.ours]
+
+    def plan_clone(self, vm, snapshot, request):
+        from ansible_collections.prechange.snapshots.plugins.module_utils._clone import ClonePlan  # pylint: disable=import-outside-toplevel
+        if snapshot.handle is None:
+            raise PrecheckFailed("snapshot '%s' cannot be read" % snapshot.name, hint="Check the snapshot")
+        placement = request.placement
+        datastore = None
+        if placement.get("datastore"):
+            datastore = self._named(vim.Datastore, placement["datastore"], "datastore")
+        pool = None
+        if placement.get("resource_pool"):
+            pool = self._named(vim.ResourcePool, placement["resource_pool"], "resource_pool")
+        if request.network:
+            self._named(vim.Network, request.network, "network")
+        rows = self._sdk(lambda: self._properties([vm.handle], vim.VirtualMachine,
+                                                  ["parent", "resourcePool", "datastore", "layoutEx.file"]), vm=vm.name)
+        props = rows[0][1] if rows else {}
+        linked = not request.full
+        need = None
+        free = None
+        if not linked:
+            need = sum(int(f.size or 0) for f in (props.get("layoutEx.file") or []) if f.type in ("diskExtent", "diskDescriptor"))
+            target = datastore or next(iter(props.get("datastore") or []), None)
+            if target is not None:
+                free = self._sdk(lambda: target.summary.freeSpace)
+        why = ("linked: a child disk on snapshot '%s' (createNewChildDiskBacking)" % snapshot.name if linked
+               else "full copy, as asked" + (" (restore point)" if request.restore_point else ""))
+        return ClonePlan(linked=linked, why=why, need_bytes=need, free_bytes=free,
+                         data={"datastore": datastore, "pool": pool or props.get("resourcePool"),
+                               "folder": props.get("parent")})
+
+    def _named(self, kind, name, option):
+        rows = []
+        for container in self._search_scope():
+            rows.extend(self._sdk(lambda c=container: self._view_properties(c, kind, ["name"])))
+        matches = [obj for obj, props in rows if props.get("name") == name]
+        if not matches:
+            raise PrecheckFailed("there is no %s called '%s'" % (option.replace("_", " "), name),
+                                 hint="Check '%s'" % option)
+        return matches[0]
+
+    def _nic_changes(self, clone_obj, network):
+        rows = self._sdk(lambda: self._properties([clone_obj], vim.VirtualMachine, ["config.hardware.device"]))
+        devices = rows[0][1].get("config.hardware.device") or [] if rows else []
+        changes = []
+        net = self._named(vim.Network, network, "network") if network else None
+        for device in devices:
+            if not isinstance(device, vim.vm.device.VirtualEthernetCard):
+                continue
+            if net is not None and not isinstance(net, vim.dvs.DistributedVirtualPortgroup):
+                device.backing = vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(network=net, deviceName=network)
+            device.connectable = vim.vm.device.VirtualDevice.ConnectInfo(
+                connected=bool(net), startConnected=bool(net), allowGuestControl=bool(net))
+            changes.append(vim.vm.device.VirtualDeviceSpec(operation="edit", device=device))
+        return changes
+
+    def clone(self, vm, snapshot, request, plan):
+        from ansible_collections.prechange.snapshots.plugins.module_utils._clone import format_clone_text  # pylint: disable=import-outside-toplevel
+        relocate = vim.vm.RelocateSpec(pool=plan.data["pool"])
+        if plan.data.get("datastore") is not None:
+            relocate.datastore = plan.data["datastore"]
+        relocate.diskMoveType = "createNewChildDiskBacking" if plan.linked else "moveAllDiskBackingsAndDisallowSharing"
+        annotation = format_clone_text("linked=%s" % ("yes" if plan.linked else "no"), request.marker)
+        spec = vim.vm.CloneSpec(location=relocate, powerOn=False, template=False, snapshot=snapshot.handle,
+                                config=vim.vm.ConfigSpec(annotation=annotation))
+        folder = plan.data["folder"]
+        if request.placement.get("folder"):
+            folder = self._sdk(lambda: self.content.searchIndex.FindByInventoryPath(request.placement["folder"]))
+            if not isinstance(folder, vim.Folder):
+                raise PrecheckFailed("there is no folder '%s'" % request.placement["folder"],
+                                     hint="Give the folder's inventory path, for example DC0/vm/rehearsals")
+        made = self._run_task(lambda: vm.handle.CloneVM_Task(folder=folder, name=request.name, spec=spec),
+                              vm, request.timeout, snapshot.name)
+        clone_vm = VmRecord(name=request.name, id=_moid(made), power_state="stopped", handle=made)
+        try:
+            # Before any power-on: the NICs cut off (or on the named network), the marker in the annotation
+            # (vcsim copies neither from the clone spec; vSphere does, and this is then a no-op).
+            config = vim.vm.ConfigSpec(annotation=annotation, deviceChange=self._nic_changes(made, request.network))
+            self._run_task(lambda: made.ReconfigVM_Task(spec=config), clone_vm, request.timeout, snapshot.name)
+            if request.power_on:
+                self._run_task(made.PowerOnVM_Task, clone_vm, request.timeout, snapshot.name)
+        except SnapshotError:
+            try:
+                self._run_task(made.Destroy_Task, clone_vm, request.timeout, snapshot.name)
+            except SnapshotError:
+                pass
+            raise
+        return self.find_clone(request.name)
+
+    def remove_clone(self, record, timeout):
+        vm = VmRecord(name=record.name, id=record.id, power_state=record.power_state, handle=record.handle)
+        if record.power_state != "stopped":
+            self._run_task(record.handle.PowerOffVM_Task, vm, timeout)
+        self._run_task(record.handle.Destroy_Task, vm, timeout)
+
+
+class VmwareBackend(VmwareCloneMixin, SnapshotBackend):
     provider = PROVIDER
     supports_update = True
     supports_rename = True

@@ -815,6 +815,8 @@ def prune_group(backend, items, check_mode, now=None, plan=False):
             continue
         for host in hosts:
             results[host] = dict(entry)
+    if not plan:
+        _prune_expired_clones(backend, [(vm, hosts) for vm, hosts in targets if hosts], results, check_mode, now)
     results.setdefault(first, {"changed": False, "deleted": [], "held": []})
     results[first]["others"] = others
     if any(o.get("failed") for o in others):
@@ -833,6 +835,32 @@ def retention_of(request):
     policy = Retention(**{key: int(keep.get(key) or 0) for key in ("last", "hourly", "daily", "weekly", "monthly")},
                        per=keep.get("per") or "vm")
     return policy if policy.active else None
+
+
+def _prune_expired_clones(backend, targets, results, check_mode, now):
+    """Issue 13: this collection's expired clones and restore points of the hosts' VMs (by their marker's source)
+    go with the snapshots; a VM without the clone marker is never touched. Listed under ``clones_removed``."""
+    if not hasattr(backend, "list_clones") or not targets:
+        return
+    from ansible_collections.prechange.snapshots.plugins.module_utils._clone import prune_clones  # pylint: disable=import-outside-toplevel
+    try:
+        removed = prune_clones(backend, [vm for vm, _hosts in targets], check_mode, now=now)
+    except SnapshotError as error:
+        for _vm, hosts in targets:
+            for host in hosts:
+                results.get(host, {}).setdefault("warnings", []).append("expired clones not pruned: %s" % error.message)
+        return
+    for vm, hosts in targets:
+        mine = [(record, error) for record, error in removed if str(record.owner.get("source_id")) == str(vm.id)]
+        for host in hosts:
+            entry = results.get(host)
+            if entry is None or entry.get("failed"):
+                continue
+            entry["clones_removed"] = [record.to_result() for record, error in mine if error is None]
+            entry["changed"] = entry.get("changed") or bool(entry["clones_removed"])
+            for _record, error in mine:
+                if error is not None:
+                    entry.setdefault("warnings", []).append(error.message)
 
 
 def _prune_vm(backend, vm, request, check_mode, now, plan=False):

@@ -60,7 +60,7 @@ COMMON = {"changed", "failed", "msg", "invocation", "warnings", "exception", "sk
 # Documented dicts whose keys are free-form (no ``contains``): the marker's fields, the diff, and what an
 # ambiguous name matched (snapshot records or a provider's own VM references).
 FREE_FORM = {"candidates", "results[].candidates", "diff", "results[].diff", "snapshot.owner", "snapshots[].owner",
-             "results[].snapshot.owner", "results[].snapshots[].owner", "vms[].snapshots[].owner"}
+             "results[].snapshot.owner", "results[].snapshots[].owner", "vms[].snapshots[].owner", "clone.owner"}
 TYPES = {"str": str, "int": int, "bool": bool, "dict": dict, "list": list, "float": (int, float)}
 
 
@@ -386,3 +386,50 @@ def test_proxmox_modules(pve):
     target = Target(proxmox_backend(pve), ["web01", "web02"])
     target.extra = _proxmox_busy_and_ambiguous(pve)
     _check(target)
+
+
+# --- the clone modules (issue 13) ---------------------------------------------------------------------------
+
+
+def _clone_contract(t, snapshot_args=None):
+    """Every clone path (check, real, diff, idempotent, refused, removed, missing, failed); returns compared with
+    the clone module's RETURN."""
+    t.calls["clone"] = []
+    module = t.provider + "_clone"
+    base = dict(t.backend.module_args)
+    made = run_module(t.provider + "_snapshot", dict(base, vm=t.a, name="pcs-clone-src", **(snapshot_args or {})))
+    assert not made.get("failed"), made
+    name = "pcs-clone-%s" % t.provider
+
+    def call(check=False, diff=False, **args):
+        result = run_module(module, dict(base, **args), check_mode=check, diff=diff)
+        t.calls["clone"].append(result)
+        return result
+
+    try:
+        assert call(check=True, diff=True, vm=t.a, snapshot="pcs-clone-src", name=name)["changed"]
+        assert call(diff=True, vm=t.a, snapshot="pcs-clone-src", name=name, expires="1d")["changed"]
+        assert call(vm=t.a, snapshot="pcs-clone-src", name=name)["changed"] is False
+        assert call(vm=t.a, snapshot="pcs-no-such", name=name + "-x")["failed"]
+        assert call(name=t.b, state="absent")["failed"]
+        assert call(check=True, diff=True, name=name, state="absent")["changed"]
+        assert call(name=name, state="absent")["changed"]
+        assert call(name=name, state="absent")["changed"] is False
+    finally:
+        run_module(module, dict(base, name=name, state="absent"))
+        run_module(t.provider + "_snapshot", dict(base, vm=t.a, name="pcs-clone-src", state="absent"))
+    problems = compare_with_docs(t, "clone", never_emitted_ok=set())
+    assert not problems, "\n".join(problems)
+
+
+def test_libvirt_clone_module(pcs_libvirt):
+    _clone_contract(pcs_libvirt)
+
+
+def test_vmware_clone_module(vcsim):
+    vms = ["DC0_H0_VM0", "DC0_H0_VM1"]
+    _clone_contract(Target(vmware_backend(vcsim, vms), vms), {"memory": False})
+
+
+def test_proxmox_clone_module(pve):
+    _clone_contract(Target(proxmox_backend(pve), ["web01", "web02"]), {"memory": False})
