@@ -61,6 +61,7 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._report import
     status_line as report_status_line,
     timeline_svg,
 )
+from ansible_collections.prechange.snapshots.plugins.module_utils._rehearsal import step as rehearse_step
 from ansible_collections.prechange.snapshots.plugins.module_utils._module import (
     default_creator,
     new_run_id,
@@ -145,6 +146,9 @@ class ActionModule(ActionBase):
         if step in ("start", "report"):
             result.update(getattr(self, "_" + step)(task_vars))
             return result
+        if step == "rehearse":
+            result.update(rehearse_step(self._task.args, task_vars.get("inventory_hostname")))
+            return result
         if kind not in KINDS or step not in ("request", "run", "publish"):
             raise AnsibleActionFail("workflow: step must be start, request, run or publish and kind one of %s"
                                     % ", ".join(KINDS))
@@ -222,7 +226,7 @@ class ActionModule(ActionBase):
         report = build_report(kind, run_id, check_mode, isoformat(utcnow()), socket.gethostname(), records,
                               inventory=task_vars.get("ansible_inventory_sources") or ())
         self._write_report(report, path)
-        failing = {"error", "refused"} | ({"reverted"} if boolean(args.get("fail_reverted", True), strict=False)
+        failing = {"error", "refused", "rehearsal_failed"} | ({"reverted"} if boolean(args.get("fail_reverted", True), strict=False)
                                           else set())
         outcomes = {r["host"]: {"outcome": r["outcome"],
                                 "fail": r["outcome"] in failing or r["reverify_passed"] is False,
@@ -508,6 +512,7 @@ class ActionModule(ActionBase):
         if request.get("verify_passed") is not None:
             request["verify_passed"] = boolean(request["verify_passed"], strict=False)
         request["change_failed"] = boolean(request.get("change_failed") or False, strict=False)
+        request["rehearsal_failed"] = boolean(request.get("rehearsal_failed") or False, strict=False)
         ActionModule._check_lock_timeout(request, host, "revert_or_prune")
 
     @staticmethod
