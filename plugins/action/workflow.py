@@ -135,7 +135,7 @@ def _bad(host, what, hint):
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("step", "kind", "request", "hosts", "run_id", "holder", "results", "report_dir", "batch",
+    _VALID_ARGS = frozenset(("step", "kind", "rehearsal", "request", "hosts", "run_id", "holder", "results", "report_dir", "batch",
                              "max_fail_percentage", "fail_reverted"))
     _supports_check_mode = True
 
@@ -197,6 +197,8 @@ class ActionModule(ActionBase):
         kind = args.get("kind") or "maintenance"
         hostvars = task_vars.get("hostvars") or {}
         hosts = args.get("hosts") or task_vars.get("ansible_play_hosts_all") or []
+        # A rehearsal's clone (issue 13) is a temporary inventory host of the play, never a host of the run.
+        hosts = [host for host in hosts if not (hostvars.get(host) or {}).get("prechange_rehearsal_of")]
         batch = set(args.get("batch") or task_vars.get("ansible_play_batch") or hosts)
         run_id = args.get("run_id") or "none"
         check_mode = bool(self._task.check_mode)

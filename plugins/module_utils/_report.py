@@ -491,7 +491,9 @@ def markdown(report, picture=None):
              "",
              "Hosts: %d — ok %d, reverted %d, refused %d, error %d%s; not reached %d (stopped %d, in a later batch %d)."
              % (s["hosts"], s["ok"], s["reverted"], s["refused"], s["error"],
-                ", would run %d" % s["check"] if check else "", s["not_reached"] + s["stopped"] + s["waiting"],
+                (", would run %d" % s["check"] if check else "")
+                + (", rehearsal failed %d" % s["rehearsal_failed"] if s.get("rehearsal_failed") else ""),
+                s["not_reached"] + s["stopped"] + s["waiting"],
                 s["stopped"], s["waiting"]),
              "Snapshots: deleted %d, kept %d, released %d; left on the platform %d."
              % (s["deleted"], s["kept"], s["released"], s["left_on_platform"]),
