@@ -69,6 +69,7 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._retention imp
     audit_entries,
     read_audit,
 )
+from ansible_collections.prechange.snapshots.plugins.module_utils._rehearsal import step as rehearse_step
 from ansible_collections.prechange.snapshots.plugins.module_utils._module import (
     default_creator,
     new_run_id,
@@ -144,7 +145,7 @@ def _bad(host, what, hint):
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _VALID_ARGS = frozenset(("step", "kind", "request", "hosts", "run_id", "holder", "results", "report_dir", "batch",
-                             "max_fail_percentage", "fail_reverted", "plan"))
+                             "rehearsal", "max_fail_percentage", "fail_reverted", "plan"))
     _supports_check_mode = True
 
     def run(self, tmp=None, task_vars=None):
@@ -153,6 +154,9 @@ class ActionModule(ActionBase):
         step, kind = self._task.args.get("step"), self._task.args.get("kind")
         if step in ("start", "report"):
             result.update(getattr(self, "_" + step)(task_vars))
+            return result
+        if step == "rehearse":
+            result.update(rehearse_step(self._task.args, task_vars.get("inventory_hostname")))
             return result
         if kind not in KINDS or step not in ("request", "run", "publish"):
             raise AnsibleActionFail("workflow: step must be start, request, run or publish and kind one of %s"
@@ -202,6 +206,8 @@ class ActionModule(ActionBase):
         kind = args.get("kind") or "maintenance"
         hostvars = task_vars.get("hostvars") or {}
         hosts = args.get("hosts") or task_vars.get("ansible_play_hosts_all") or []
+        # A rehearsal's clone (issue 13) is a temporary inventory host of the play, never a host of the run.
+        hosts = [host for host in hosts if not (hostvars.get(host) or {}).get("prechange_rehearsal_of")]
         batch = set(args.get("batch") or task_vars.get("ansible_play_batch") or hosts)
         run_id = args.get("run_id") or "none"
         check_mode = bool(self._task.check_mode)
@@ -234,7 +240,7 @@ class ActionModule(ActionBase):
         audit_path = self._audit_path(task_vars)
         report["audit"] = {"log": audit_path, "entries": read_audit(audit_path, run_id) if audit_path else []}
         self._write_report(report, path)
-        failing = {"error", "refused"} | ({"reverted"} if boolean(args.get("fail_reverted", True), strict=False)
+        failing = {"error", "refused", "rehearsal_failed"} | ({"reverted"} if boolean(args.get("fail_reverted", True), strict=False)
                                           else set())
         outcomes = {r["host"]: {"outcome": r["outcome"],
                                 "fail": r["outcome"] in failing or r["reverify_passed"] is False,
@@ -581,6 +587,7 @@ class ActionModule(ActionBase):
         if request.get("verify_passed") is not None:
             request["verify_passed"] = boolean(request["verify_passed"], strict=False)
         request["change_failed"] = boolean(request.get("change_failed") or False, strict=False)
+        request["rehearsal_failed"] = boolean(request.get("rehearsal_failed") or False, strict=False)
         ActionModule._check_lock_timeout(request, host, "revert_or_prune")
 
     @staticmethod

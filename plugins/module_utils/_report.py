@@ -19,14 +19,21 @@ import re
 from datetime import datetime, timezone
 from xml.sax.saxutils import escape
 
+from ansible_collections.prechange.snapshots.plugins.module_utils._rehearsal import (
+    markdown_rows as rehearsal_rows,
+    report_outcome as rehearsal_outcome,
+)
+
 # A reached host's outcome.
-REACHED = ("ok", "reverted", "refused", "error", "check")
+# rehearsal_failed (issue 13): the change failed on the clone, so it never reached the real VM.
+REACHED = ("ok", "reverted", "refused", "error", "check", "rehearsal_failed")
 # A host the run never started on: in a later batch (while the run goes on), stopped by
 # max_fail_percentage, or not reached for another reason (it failed before its snapshot request).
 NOT_REACHED = ("waiting", "stopped", "not_reached")
 OUTCOMES = REACHED + NOT_REACHED
 # The run's status: the first of these that any host has (running: written before the run ended).
-STATUS_ORDER = ("running", "stopped", "error", "refused", "reverted", "not_reached", "check", "ok")
+STATUS_ORDER = ("running", "stopped", "error", "refused", "reverted", "rehearsal_failed", "not_reached", "check",
+                "ok")
 # Errors raised before anything changed on the VM, because the VM or the request cannot be served
 # safely: the run refused the host (nothing to clean up).
 REFUSALS = ("PrecheckFailed", "GuestBusy", "InvalidRequest", "VmNotFound", "AmbiguousVm", "AmbiguousSnapshot",
@@ -39,7 +46,8 @@ REPORT_FACTS = ("__snapshot_run", "__revert_or_prune_run", "snapshot_record", "r
                 "__maintenance_error", "verify_verdict", "verify_skipped", "patch_changed", "patch_packages_changed",
                 "patch_user_changes", "patch_rebooted", "patch_duration_seconds", "revert_or_prune_reverify_passed",
                 "revert_or_prune_reverify_failures", "snapshot_warnings", "prechange_provider", "prechange_vm",
-                "__verify_started", "verify_duration_seconds", "__prechange_settle_requested")
+                "__verify_started", "verify_duration_seconds", "__prechange_settle_requested",
+                "__maintenance_rehearsal")
 STAGES = ("snapshot", "change", "verify", "revert_or_prune")
 ACTION_WORDS = {"reverted": "reverted", "deleted": "deleted", "kept": "kept", "released": "released",
                 "none": "none", "checked": "prechecks only"}
@@ -172,6 +180,9 @@ def host_record(host, facts, check_mode=False):
     verify_passed = verdict.get("passed") if verdict.get("snapshot_id") == (record or {}).get("id") else None
     if check_mode:
         verify_passed = None  # a dry run never gives a verdict about a change that did not happen
+    rehearsal = _get(facts, "__maintenance_rehearsal", default=None) or None
+    if not error and rehearsal_outcome(rehearsal):
+        outcome = rehearsal_outcome(rehearsal)
     return {
         "host": host,
         "provider": (record or {}).get("provider") or facts.get("prechange_provider", ""),
@@ -211,6 +222,7 @@ def host_record(host, facts, check_mode=False):
                               bool(settle_run) and not settle_run.get("failed")),
         "warnings": snapshot_warnings + list((summary or {}).get("warnings") or []),
         "capacity": _capacity_of(record, summary),
+        "rehearsal": rehearsal,
     }
 
 
@@ -244,7 +256,7 @@ def not_reached_record(host, outcome, facts=None):
                                         "rebooted": False, "duration_seconds": None},
             "verify": {"passed": None, "failures": [], "skipped": []}, "action": "none", "if_passed": None,
             "reason": why, "reverify_passed": None, "reverify_failures": [], "outcome": outcome, "error": "",
-            "error_kind": "", "left": None, "timeline": {}, "warnings": []}
+            "error_kind": "", "left": None, "timeline": {}, "warnings": [], "rehearsal": None}
 
 
 def batch_stops(records, batch, max_fail_percentage, fail_reverted=True):
@@ -390,6 +402,8 @@ def failure_message(record, report_path, check_mode=False):
             text += " (%s)" % record["reason"]
     if record["error"]:
         text += ": %s" % record["error"]
+    if record["outcome"] == "rehearsal_failed":
+        text += " (%s; the change never reached the VM)" % record["rehearsal"]["reason"]
     if record["change"]["failed"]:
         text += ": the change failed: %s" % change_text(record["change"]["error"])
     if record["verify"]["failures"]:
@@ -438,7 +452,7 @@ def _change_cell(h, check_mode, kind="maintenance"):
     what = ", ".join(change["packages"] + change["changes"])
     if change["failed"]:
         text = "FAILED%s: %s" % (" in check mode" if check_mode else "", change_text(change["error"]))
-    elif h["outcome"] in NOT_REACHED or h["outcome"] == "refused" or (h["error"] and not h["snapshot"]):
+    elif h["outcome"] in NOT_REACHED + ("refused", "rehearsal_failed") or (h["error"] and not h["snapshot"]):
         text = "not run"
     elif check_mode:
         text = "would run" + (" (%s)" % what if what else "")
@@ -513,7 +527,9 @@ def markdown(report, picture=None):
              "",
              "Hosts: %d — ok %d, reverted %d, refused %d, error %d%s; not reached %d (stopped %d, in a later batch %d)."
              % (s["hosts"], s["ok"], s["reverted"], s["refused"], s["error"],
-                ", would run %d" % s["check"] if check else "", s["not_reached"] + s["stopped"] + s["waiting"],
+                (", would run %d" % s["check"] if check else "")
+                + (", rehearsal failed %d" % s["rehearsal_failed"] if s.get("rehearsal_failed") else ""),
+                s["not_reached"] + s["stopped"] + s["waiting"],
                 s["stopped"], s["waiting"]),
              "Snapshots: deleted %d, kept %d, released %d; left on the platform %d."
              % (s["deleted"], s["kept"], s["released"], s["left_on_platform"]),
@@ -532,6 +548,11 @@ def markdown(report, picture=None):
                   "|------|---------|------------------|------------------|--------|-------|"]
         for h in space:
             lines += _capacity_rows(h)
+    rehearsals = rehearsal_rows(report["hosts"])
+    if rehearsals:
+        lines += ["", "## Rehearsals", "", "| Host | Clone | When | Rehearsal | Real VM |",
+                  "|------|-------|------|-----------|---------|"]
+        lines += ["| %s |" % " | ".join(cell(c) for c in row) for row in rehearsals]
     if report["left_on_platform"]:
         lines += ["", "## Left on the platform", ""]
         lines += ["- %s (VM %s): snapshot %s, %s%s%s" % (

@@ -726,6 +726,10 @@ def settle_decision(request, check_mode=False):
             and not request.get("change_failed"):
         return "depends", ("check mode: the change did not run, so there is no verdict; the run reverts if the "
                            "change or the checks fail, else it will %s the snapshot" % on_success), None
+    if request.get("rehearsal_failed") and request.get("action") in (None, "", "auto"):
+        # Issue 13: the change failed on the clone and never reached this VM; the snapshot is settled as
+        # for a host with no change (the on-success action), never reverted.
+        return on_success, "the rehearsal failed on the clone, so the change never reached this VM", None
     decision, why = decide(request.get("action"), request.get("change_failed"), passed, on_success)
     return decision, why, passed
 

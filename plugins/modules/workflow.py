@@ -38,6 +38,9 @@ description:
     the endpoint), never one under a live lease.
   - O(step=report) (C(run_once)) builds the maintenance run report from every host's facts. It writes it as JSON
     and Markdown in O(report_dir), and returns each host's outcome and the message its final task fails with.
+  - O(step=rehearse) (issue 13) takes the maintenance playbook's rehearsal decisions in this host's context.
+    O(rehearsal=plan) names the clone and how to reach it, or fails before anything is cloned.
+    O(rehearsal=outcome) gives the rehearsal's verdict and whether the change may go on to the real VM.
 author:
   - prechange.snapshots contributors (@prechange)
 options:
@@ -45,7 +48,11 @@ options:
     description: Which step of the call.
     type: str
     required: true
-    choices: [start, request, run, publish, report]
+    choices: [start, request, run, publish, report, rehearse]
+  rehearsal:
+    description: With O(step=rehearse), which decision.
+    type: str
+    choices: [plan, outcome]
   kind:
     description: What the call does (steps request, run and publish).
     type: str

@@ -170,6 +170,57 @@ class Harness:
         with open(portfile) as fh:
             return int(fh.read())
 
+    # ------------------------------------------------------- rehearsal network (issue 13)
+    # A rehearsal clone of the guest cannot use the guest's slirp hostfwd (its host ports are taken by
+    # the guest, and the clone module drops <qemu:commandline> network devices anyway). So the clone
+    # goes on a libvirt network over a plain host bridge that carries the guest subnet's host side,
+    # 10.0.2.2/24: the clone keeps its static 10.0.2.15 and its repository URL 10.0.2.2:PORT (a second
+    # repository server listens there, with its own log), and the controller reaches it at
+    # 10.0.2.15:22. The network is `<forward mode='bridge'/>` on that existing bridge because a libvirt
+    # network with its own bridge (isolated, even without an <ip>) needs iptables for its firewall rules,
+    # which this machine does not have; a bridge-mode network needs neither iptables nor dnsmasq.
+    REHEARSAL_BRIDGE = "pce2erh0"
+    REHEARSAL_NETWORK = "pc-e2e-rehearse"
+
+    def rehearsal_network(self):
+        """Bridge + libvirt network + repository server on 10.0.2.2; returns the network's name."""
+        br = self.REHEARSAL_BRIDGE
+        if not os.path.exists("/sys/class/net/%s" % br):
+            subprocess.run(["ip", "link", "add", br, "type", "bridge"], check=True)
+        if "10.0.2.2/24" not in subprocess.run(["ip", "-br", "addr", "show", br], stdout=subprocess.PIPE,
+                                               text=True, check=True).stdout:
+            subprocess.run(["ip", "addr", "add", "10.0.2.2/24", "dev", br], check=True)
+        subprocess.run(["ip", "link", "set", br, "up"], check=True)
+        conn = self.conn()
+        try:
+            if self.REHEARSAL_NETWORK not in conn.listNetworks():
+                conn.networkCreateXML("<network><name>%s</name><forward mode='bridge'/><bridge name='%s'/>"
+                                      "</network>" % (self.REHEARSAL_NETWORK, br))
+        finally:
+            conn.close()
+        pidfile = os.path.join(self.run_dir, "http-bridge.pid")
+        if not pid_alive(pidfile):
+            logf = open(os.path.join(self.run_dir, "http-bridge.log"), "ab")
+            proc = subprocess.Popen(
+                [sys.executable, os.path.join(HERE, "pkgs", "serve.py"), "--root", self.repo_root,
+                 "--port", str(self.ensure_repo_server()), "--bind", "10.0.2.2"],
+                stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True)
+            with open(pidfile, "w") as fh:
+                fh.write(str(proc.pid))
+        return self.REHEARSAL_NETWORK
+
+    def remove_rehearsal_network(self):
+        pid = pid_alive(os.path.join(self.run_dir, "http-bridge.pid"))
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+        conn = self.conn()
+        try:
+            if self.REHEARSAL_NETWORK in conn.listNetworks():
+                conn.networkLookupByName(self.REHEARSAL_NETWORK).destroy()
+        finally:
+            conn.close()
+        subprocess.run(["ip", "link", "del", self.REHEARSAL_BRIDGE], check=False, stderr=subprocess.DEVNULL)
+
     def stop_repo_server(self):
         pid = pid_alive(os.path.join(self.run_dir, "http.pid"))
         if pid:

@@ -91,11 +91,11 @@ class Maintenance:
     def __init__(self, h, inventory, env):
         self.h, self.inventory, self.env = h, inventory, env
 
-    def run(self, name, check=False):
+    def run(self, name, check=False, extra_vars=None):
         out = os.path.join(OUT, name)
         shutil.rmtree(out, ignore_errors=True)
         os.makedirs(out)
-        extra = dict(VERIFY_VARS)
+        extra = dict(VERIFY_VARS, **(extra_vars or {}))
         extra.update(json.loads(os.environ.get("PRECHANGE_E2E_EXTRA_VARS") or "{}"))
         argv = ["ansible-playbook", "prechange.snapshots.maintenance", "-i", self.inventory,
                 "-e", json.dumps(extra)] + (["--check"] if check else [])
@@ -354,3 +354,68 @@ def test_4_check_mode_creates_no_snapshot_and_installs_nothing(e2e_guest, maint,
     assert_no_reboot(h, base)
     assert h.demo_version() == "1.0 ii"
     assert h.demo_answer() == (200, "ok v1")
+
+
+def _domains_and_disk(h):
+    """(every domain's name, the guest's disk source) as libvirt has them."""
+    import xml.etree.ElementTree as ET
+    conn = h.conn()
+    try:
+        names = [d.name() for d in conn.listAllDomains()]
+        xml = ET.fromstring(conn.lookupByName(h.domain).XMLDesc(0))
+        return names, [d.find("source").get("file") for d in xml.findall("./devices/disk")]
+    finally:
+        conn.close()
+
+
+def test_5_breaking_update_fails_its_rehearsal_and_never_reaches_the_guest(e2e_guest, maint, record_property):
+    """Issue 13: the breaking update rehearsed on a clone of this run's snapshot; the real guest is never changed.
+
+    The clone is on the rehearsal network (harness.rehearsal_network: a bridge with 10.0.2.2/24, see the
+    README) and reached at 10.0.2.15:22; its apt reads the repository server on the bridge, whose log is
+    separate from the real guest's."""
+    h = e2e_guest
+    network = h.rehearsal_network()
+    try:
+        base = prepare(h, "broken")
+        base["dpkg_new_version"] = dpkg_log_count(h, "2.0-broken")
+        domains_before, disk_before = _domains_and_disk(h)
+        bridge_log = os.path.join(h.run_dir, "http-bridge.log")
+        bridge_mark = os.path.getsize(bridge_log) if os.path.exists(bridge_log) else 0
+        run = maint.run("5-rehearsal", extra_vars={
+            "maintenance_rehearse": True, "maintenance_rehearse_network": network,
+            "maintenance_rehearse_connection": {"ansible_host": "10.0.2.15", "ansible_port": 22}})
+        record_property("playbook_seconds", run.seconds)
+        host = run.host
+        rehearsal = host["rehearsal"]
+        assert rehearsal and rehearsal["passed"] is False, run.tail()
+        # The rehearsal failed on the clone's checks: the broken package answered 500 there.
+        assert rehearsal["reason"] == "the checks failed on the clone", rehearsal
+        assert rehearsal["failures"] == [
+            "HTTP %s answered 500, expected 200 with a body matching ^ok v" % DEMO_URL], rehearsal
+        clone = rehearsal["clone"]["name"]
+        assert clone.startswith(h.domain + "-rehearsal-"), rehearsal
+        assert host["outcome"] == "rehearsal_failed" and run.rc == 2, run.tail()
+        assert host["action"] == "deleted", host  # settled as for a host with no change
+        assert host["change"]["packages"] == [] and host["verify"]["passed"] is None, host
+        assert "| not changed (the change never reached it) |" in run.markdown, run.markdown
+        # The clone fetched the broken package over the bridge; the real guest never fetched it.
+        with open(bridge_log, errors="replace") as fh:
+            fh.seek(bridge_mark)
+            assert sum(1 for line in fh if "prechange-demo_2.0-broken_all.deb" in line and '" 200 ' in line) == 1
+        assert fetched_since(h, base["http_mark"], "prechange-demo_2.0-broken_all.deb") == 0
+        # The real guest: no reboot, the old package, nothing in dpkg.log, the same disk; no snapshot
+        # left; the clone is gone from libvirt.
+        assert_no_reboot(h, base)
+        assert h.demo_version() == "1.0 ii"
+        assert h.demo_answer() == (200, "ok v1")
+        assert dpkg_log_count(h, "2.0-broken") == base["dpkg_new_version"]
+        domains_after, disk_after = _domains_and_disk(h)
+        assert disk_after == disk_before
+        assert clone not in domains_after and sorted(domains_after) == sorted(domains_before), domains_after
+        assert libvirt_snapshots(h) == {}
+        TIMINGS["rehearsal"] = {"clone_seconds": rehearsal["clone_seconds"], "started": rehearsal["started"],
+                                "finished": rehearsal["finished"]}
+        print("\n" + run.markdown)
+    finally:
+        h.remove_rehearsal_network()

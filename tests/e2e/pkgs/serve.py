@@ -27,9 +27,11 @@ def main():
     ap.add_argument("--root", required=True)
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--port-file")
+    # The rehearsal network (issue 13): a second server on the bridge's 10.0.2.2 for the guest's clones.
+    ap.add_argument("--bind", default="127.0.0.1")
     args = ap.parse_args()
     handler = functools.partial(Handler, directory=os.path.abspath(args.root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler)
+    server = http.server.ThreadingHTTPServer((args.bind, args.port), handler)
     if args.port_file:
         tmp = args.port_file + ".tmp"
         with open(tmp, "w") as fh:

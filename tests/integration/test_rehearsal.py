@@ -1,0 +1,94 @@
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""maintenance_rehearse (issue 13) through the real maintenance playbook on a real libvirtd guest.
+
+The VM is a real QEMU guest (snapshot and clone are real); the host Ansible manages is the controller
+itself (ansible_connection: local), and so is its rehearsal clone, reached through
+maintenance_rehearse_connection. The clone's connection uses a Python wrapper that sets
+PRECHANGE_ON=clone, so the change (a shell task) knows where it runs and appends it to changes.log;
+with the file fail-on-clone present it fails on the clone only. What the real host saw is read from
+changes.log, the clone's fate and the snapshot from libvirt (virsh), not from the collection.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import stat
+import subprocess
+import sys
+
+from conftest import REPO, ansible_env  # pylint: disable=import-error
+
+CHANGE = """---
+- name: The change (knows whether it runs on the clone)
+  ansible.builtin.shell: |
+    where="${PRECHANGE_ON:-real}"
+    echo "$where" >> %(work)s/changes.log
+    if [ "$where" = clone ] && [ -e %(work)s/fail-on-clone ]; then echo "broken on the clone" >&2; exit 3; fi
+  changed_when: true
+"""
+
+
+def _virsh(uri, *argv):
+    return subprocess.run(["virsh", "-q", "-c", uri] + list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, check=False).stdout
+
+
+def _run(tmp_path, uri, vm, fail_on_clone):
+    work = tmp_path
+    (work / "changes.log").write_text("")
+    if fail_on_clone:
+        (work / "fail-on-clone").write_text("")
+    (work / "change.yml").write_text(CHANGE % {"work": work})
+    wrapper = work / "clone-python"
+    wrapper.write_text("#!/bin/sh\nPRECHANGE_ON=clone exec %s \"$@\"\n" % sys.executable)
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    inventory = {"all": {"hosts": {"web": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+        "prechange_provider": "libvirt", "prechange_vm": vm, "prechange_libvirt_uri": uri}}}}
+    (work / "inventory.json").write_text(json.dumps(inventory))
+    extra = {"maintenance_rehearse": True, "guard_change_tasks": str(work / "change.yml"),
+             "maintenance_rehearse_connection": {"ansible_connection": "local",
+                                                 "ansible_python_interpreter": str(wrapper)},
+             "maintenance_report_dir": str(work / "reports"), "verify_no_failed_units": False}
+    p = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+                        os.path.join(REPO, "playbooks", "maintenance.yml"), "-i", str(work / "inventory.json"),
+                        "-e", json.dumps(extra)], env=ansible_env(), stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, universal_newlines=True, timeout=1200, check=False)
+    reports = glob.glob(str(work / "reports" / "maintenance-*.json"))
+    assert len(reports) == 1, p.stdout[-4000:]
+    with open(reports[0]) as fh:
+        report = json.load(fh)
+    with open(reports[0][:-5] + ".md") as fh:
+        md = fh.read()
+    return p, report["hosts"][0], md, (work / "changes.log").read_text().split()
+
+
+def test_a_failed_rehearsal_never_reaches_the_real_host(tmp_path, libvirtd, libvirt_guest):
+    vm = libvirt_guest("blank", start=True).name
+    p, host, md, changes = _run(tmp_path, libvirtd, vm, fail_on_clone=True)
+    assert p.returncode == 2, p.stdout[-4000:]
+    assert changes == ["clone"], p.stdout[-4000:]  # the change ran on the clone, never on the real host
+    assert host["outcome"] == "rehearsal_failed"
+    assert host["rehearsal"]["passed"] is False and host["rehearsal"]["reason"] == "the change failed on the clone"
+    assert host["rehearsal"]["change_error"]["stderr"] == "broken on the clone"
+    assert host["action"] == "deleted" and host["change"]["packages"] == []
+    assert "the rehearsal failed on the clone, so the change never reached this VM" in host["reason"]
+    clone = host["rehearsal"]["clone"]["name"]
+    assert "| not changed (the change never reached it) |" in md and clone in md
+    # Read back from libvirt: the clone is gone, no snapshot is left, the VM still runs.
+    assert clone not in _virsh(libvirtd, "list", "--all", "--name").split()
+    assert _virsh(libvirtd, "snapshot-list", vm, "--name").split() == []
+    assert _virsh(libvirtd, "domstate", vm).strip() == "running"
+    print("\n" + md)
+
+
+def test_a_passed_rehearsal_lets_the_change_reach_the_real_host(tmp_path, libvirtd, libvirt_guest):
+    vm = libvirt_guest("blank", start=True).name
+    p, host, md, changes = _run(tmp_path, libvirtd, vm, fail_on_clone=False)
+    assert p.returncode == 0, p.stdout[-4000:]
+    assert changes == ["clone", "real"], p.stdout[-4000:]
+    assert host["outcome"] == "ok" and host["rehearsal"]["passed"] is True
+    assert host["rehearsal"]["clone"]["name"] not in _virsh(libvirtd, "list", "--all", "--name").split()
+    assert "| passed | ok, checks passed |" in md
