@@ -698,6 +698,9 @@ def _one(backend, vm, request, kind, check_mode, run_id, holder, now):
     if kind == "settle":
         record = request["record"]
         decision, why, passed = settle_decision(request, check_mode)
+        # Why the action plugin changed the decision: another member of the host's change set failed
+        # (module_utils/_changeset.py), or the window's deadline (module_utils/_window.py).
+        why = request.get("because") or why
         if record.get("predicted"):
             # Check mode: the snapshot was only predicted, so there is nothing on the VM to check yet.
             result = predicted_settle(vm, record, decision, why, request.get("power_state") or "recorded")
