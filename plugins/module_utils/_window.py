@@ -126,11 +126,13 @@ def estimates(history, first_batch_minutes=FIRST_BATCH_MINUTES, first_revert_min
     and ``reverted`` (whether any host of it was reverted). The longest of each counts: a window is
     safe when its slowest batch still fits.
     """
-    done = [b for b in history or [] if b.get("finished") and b.get("started") and not b.get("deferred")]
+    def known(batch, *keys):
+        return all(batch.get(key) is not None for key in keys)
+
+    done = [b for b in history or [] if known(b, "finished", "started") and not b.get("deferred")]
     batches = [b["finished"] - b["started"] for b in done]
-    changes = [b["settle_started"] - b["change_started"] for b in done
-               if b.get("settle_started") and b.get("change_started")]
-    reverts = [b["finished"] - b["settle_started"] for b in done if b.get("reverted") and b.get("settle_started")]
+    changes = [b["settle_started"] - b["change_started"] for b in done if known(b, "settle_started", "change_started")]
+    reverts = [b["finished"] - b["settle_started"] for b in done if b.get("reverted") and known(b, "settle_started")]
     batch = max(batches) if batches else float(first_batch_minutes) * 60
     revert = max(reverts) if reverts else float(first_revert_minutes) * 60
     change = max(changes) if changes else None
