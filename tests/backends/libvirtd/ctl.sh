@@ -43,6 +43,19 @@ tail_logs() {
     return 0
 }
 
+# Run a daemon without the caller's open descriptors beyond 0-2: started under
+# `flock /tmp/prechange-libvirt.lock ...`, a daemon (or a shell waiting for it) that inherits the
+# lock's descriptor holds the lock for as long as it runs, and every later `flock` waits forever.
+# Call it only in a subshell or as a background job: it closes that shell's descriptors, then execs.
+without_inherited_fds() {
+    local fd
+    for fd in /proc/"$BASHPID"/fd/*; do
+        fd=${fd##*/}
+        if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec "$@"
+}
+
 start() {
     if answers; then
         log "libvirtd already answers on $URI"
@@ -57,7 +70,7 @@ start() {
     if ! alive "$VIRTLOGD_PID"; then
         # Without virtlogd, starting any domain fails (QEMU's stdout/stderr go through it).
         rm -f "$VIRTLOGD_PID"
-        virtlogd --daemon --pid-file "$VIRTLOGD_PID" >>"$VIRTLOGD_LOG" 2>&1
+        (without_inherited_fds virtlogd --daemon --pid-file "$VIRTLOGD_PID") >>"$VIRTLOGD_LOG" 2>&1
     fi
 
     if ! alive "$LIBVIRTD_PID"; then
@@ -68,7 +81,7 @@ start() {
         # container's PID 1, which reaps slowly; that saves ~1.5 s on every revert and
         # VM stop. setsid + nohup detach it from the caller's terminal and session, so a
         # pytest or CI step that exits does not take the daemon down with it.
-        LIBVIRT_LOG_OUTPUTS="3:stderr" setsid nohup tini -s -- \
+        LIBVIRT_LOG_OUTPUTS="3:stderr" without_inherited_fds setsid nohup tini -s -- \
             libvirtd --pid-file "$LIBVIRTD_PID" </dev/null >>"$LIBVIRTD_LOG" 2>&1 &
         echo $! >"$TINI_PID"
     fi
