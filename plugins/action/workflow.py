@@ -40,6 +40,7 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.prechange.snapshots.plugins.module_utils._capacity import CAPACITY_ACTIONS, GROWTH_ACTIONS
+from ansible_collections.prechange.snapshots.plugins.module_utils import _changeset, _window
 from ansible_collections.prechange.snapshots.plugins.module_utils._errors import InvalidRequest, SnapshotError
 from ansible_collections.prechange.snapshots.plugins.module_utils._inventory import resolve_target
 from ansible_collections.prechange.snapshots.plugins.module_utils._marker import (
@@ -145,21 +146,21 @@ def _bad(host, what, hint):
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _VALID_ARGS = frozenset(("step", "kind", "request", "hosts", "run_id", "holder", "results", "report_dir", "batch",
-                             "rehearsal", "max_fail_percentage", "fail_reverted", "plan"))
+                             "rehearsal", "max_fail_percentage", "fail_reverted", "plan", "at", "window", "delta_bytes"))
     _supports_check_mode = True
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
         step, kind = self._task.args.get("step"), self._task.args.get("kind")
-        if step in ("start", "report"):
+        if step in ("start", "report", "window"):
             result.update(getattr(self, "_" + step)(task_vars))
             return result
         if step == "rehearse":
             result.update(rehearse_step(self._task.args, task_vars.get("inventory_hostname")))
             return result
         if kind not in KINDS or step not in ("request", "run", "publish"):
-            raise AnsibleActionFail("workflow: step must be start, request, run or publish and kind one of %s"
+            raise AnsibleActionFail("workflow: step must be start, window, request, run or publish and kind one of %s"
                                     % ", ".join(KINDS))
         try:
             result.update(getattr(self, "_" + step)(kind, task_vars))
@@ -186,10 +187,88 @@ class ActionModule(ActionBase):
             return {"changed": False, "run_id": known["run_id"], "ansible_facts": {"prechange_run": known}}
         workflow_job = task_vars.get("awx_workflow_job_id") or task_vars.get("tower_workflow_job_id")
         run = {"run_id": wanted or ("awx-wf-%s" % workflow_job if workflow_job else new_run_id()),
-               "holder": "%s:%s:%s" % (default_creator(), os.getppid(), secrets.token_hex(3))}
+               "holder": "%s:%s:%s" % (default_creator(), os.getppid(), secrets.token_hex(3)),
+               # The window's duration (maintenance_window_minutes) counts from here.
+               "started": isoformat(utcnow())}
         display.display("prechange run %s (if it is interrupted, resume it with -e prechange_run_id=%s "
                         "-e snapshot_takeover=true once it no longer runs)" % (run["run_id"], run["run_id"]))
         return {"changed": False, "run_id": run["run_id"], "ansible_facts": {"prechange_run": run}}
+
+    # --- window: the window's deadline (module_utils/_window.py decides) ---------------------------------
+
+    def _window(self, task_vars):
+        """One gate of the window for the whole serial batch (run once, facts delegated to localhost).
+
+        ``at``: ``batch`` (may the batch start), ``change`` (may its changes start), ``settle`` (may the
+        passed hosts' snapshots be deleted now) or ``end`` (the batch ended: learn its durations). The
+        state (the batches so far) is the ``prechange_window`` fact of localhost, shared by every batch.
+        Returns ``hosts``: {host: {"deferred" or "defer_delete": bool, "message": ...}}.
+        """
+        args = self._task.args
+        at = args.get("at")
+        if at not in ("batch", "change", "settle", "end"):
+            raise AnsibleActionFail("workflow: step window needs at: batch, change, settle or end")
+        settings = dict(args.get("window") or {})
+        localhost = ((task_vars.get("hostvars") or {}).get("localhost") or {}).get("ansible_facts") or {}
+        run = localhost.get("prechange_run") or {}
+        state = copy.deepcopy(localhost.get("prechange_window") or {})
+        batch = list(args.get("hosts") or task_vars.get("ansible_play_batch") or [])
+        now = utcnow()
+        started = _window.parse_time_or_none(run.get("started") or state.get("started")) or now
+        try:
+            first_batch, first_revert = _window.check_settings(
+                settings.get("batch_minutes", _window.FIRST_BATCH_MINUTES),
+                settings.get("revert_minutes", _window.FIRST_REVERT_MINUTES))
+            end = _window.deadline(settings.get("end"), settings.get("minutes"), started)
+        except ValueError as error:
+            return {"failed": True, "msg": "The maintenance window is not usable: %s. Set maintenance_window_end to "
+                                           "an ISO 8601 time with its offset or a local time (23:00), or "
+                                           "maintenance_window_minutes; nothing was changed." % error}
+        if end is None:
+            return {"changed": False, "active": False, "hosts": {h: {"deferred": False, "defer_delete": False}
+                                                                  for h in batch}, "msg": ""}
+        state.update(started=isoformat(started), end=end.isoformat())
+        batches = state.setdefault("batches", [])
+        est = _window.estimates(batches, first_batch, first_revert)
+        stamp = time.time()
+        hosts, gate = {}, None
+        if at == "batch":
+            gate = _window.batch_gate(end, now, est)
+            batches.append({"hosts": batch, "started": stamp, "deferred": not gate.go})
+            hosts = {h: {"deferred": not gate.go, "message": gate.message} for h in batch}
+        elif at == "change":
+            current = batches[-1] if batches else {}
+            began = current.get("started")
+            gate = _window.change_gate(end, now, est, _window.from_epoch(began) if began else None)
+            if current:
+                current["change_started"] = stamp
+                current["change_deferred"] = not gate.go
+            hosts = {h: {"deferred": not gate.go, "message": gate.message} for h in batch}
+        elif at == "settle":
+            deltas = args.get("delta_bytes") if isinstance(args.get("delta_bytes"), dict) else {}
+            for host in batch:
+                gate = _window.delete_gate(end, now, est, deltas.get(host))
+                hosts[host] = {"defer_delete": not gate.go, "message": gate.message}
+        else:
+            current = batches[-1] if batches else {}
+            settle_call = task_vars.get("__revert_or_prune_run") or {}
+            if current and not current.get("finished"):
+                current["finished"] = stamp
+                current["settle_started"] = settle_call.get("started")
+                current["reverted"] = any((r or {}).get("action") == "reverted"
+                                          for r in (settle_call.get("hosts") or {}).values())
+            left = (end - now).total_seconds()
+            gate = _window.Gate(left > 0, left, 0.0, "%s left in the window (ends %s)"
+                                % (_window.text_duration(left), end.isoformat()))
+        state["basis"] = _window.estimates(batches, first_batch, first_revert).basis
+        out = {"changed": False, "active": True, "at": at, "hosts": hosts, "end": end.isoformat(),
+               "left_seconds": round((end - now).total_seconds(), 1), "estimates": {
+                   "batch_seconds": round(est.batch, 1), "change_seconds": round(est.change, 1),
+                   "revert_seconds": round(est.revert, 1), "basis": est.basis},
+               "msg": gate.message if gate else "", "ansible_facts": {"prechange_window": state}}
+        if gate is not None:
+            out["gate"] = gate.as_dict()
+        return out
 
     # --- report: the run report, from every host's facts -----------------------------------------------
 
@@ -218,13 +297,16 @@ class ActionModule(ActionBase):
         earlier = self._earlier_records(path)
         request_fact = FACT % ("snapshot" if kind == "maintenance" else "lookup")
         records, later = [], []
+        gate_calls = {stage: task_vars.get(name) or {} for stage, name in _window.GATE_RESULTS.items()}
         for host in hosts:
             if host in batch:
                 facts = hostvars.get(host) or {}
                 if not isinstance(facts.get(request_fact), dict) and not facts.get("__maintenance_error"):
-                    records.append(not_reached_record(host, "not_reached", self._host_names(facts)))
-                    continue
-                records.append(host_record(host, self._record_facts(host, facts, calls), check_mode))
+                    record = not_reached_record(host, "not_reached", self._host_names(facts))
+                else:
+                    record = host_record(host, self._record_facts(host, facts, calls), check_mode)
+                gates = {stage: ((call.get("hosts") or {}).get(host) or {}) for stage, call in gate_calls.items()}
+                records.append(_window.host_window(record, gates))
             elif host in earlier and earlier[host]["outcome"] not in ("waiting", "stopped"):
                 records.append(earlier[host])
             else:
@@ -234,8 +316,13 @@ class ActionModule(ActionBase):
         records += [not_reached_record(host, "stopped" if stops else "waiting") for host in later]
         # Hosts of this run that this play does not name (a resume with --limit) keep their records.
         records += [record for host, record in earlier.items() if host not in hosts]
+        sets = self._change_sets(task_vars, [r["host"] for r in records], {})
+        for record in records:
+            if record["host"] in sets:
+                record["change_set"] = sets[record["host"]]
         report = build_report(kind, run_id, check_mode, isoformat(utcnow()), socket.gethostname(), records,
-                              inventory=task_vars.get("ansible_inventory_sources") or ())
+                              inventory=task_vars.get("ansible_inventory_sources") or (),
+                              window=self._window_summary(task_vars), sets=_changeset.set_summary(records))
         # What this run created, reverted and deleted (and what a veto kept), as the audit log recorded it.
         audit_path = self._audit_path(task_vars)
         report["audit"] = {"log": audit_path, "entries": read_audit(audit_path, run_id) if audit_path else []}
@@ -265,10 +352,25 @@ class ActionModule(ActionBase):
                                   "per_host": False, "aggregate": False}}
 
     @staticmethod
+    def _window_summary(task_vars):
+        """The report's window: its end and the time left now, from the run's prechange_window fact."""
+        localhost = ((task_vars.get("hostvars") or {}).get("localhost") or {}).get("ansible_facts") or {}
+        state = localhost.get("prechange_window") or {}
+        end = _window.parse_time_or_none(state.get("end"))
+        if end is None:
+            return None
+        left = (end - utcnow()).total_seconds()
+        return {"end": state["end"], "left_seconds": round(left, 1),
+                "left": _window.text_duration(left) if left > 0 else None,
+                "batches": len(state.get("batches") or []), "basis": state.get("basis") or ""}
+
+    @staticmethod
     def _counts(report):
         s = report["summary"]
         text = "%d hosts: %d ok, %d reverted, %d refused, %d error" % (
             s["hosts"], s["ok"], s["reverted"], s["refused"], s["error"])
+        if s.get("deferred"):
+            text += ", %d deferred by the window's deadline" % s["deferred"]
         if report["check_mode"]:
             text += ", %d would run (check mode: nothing was changed)" % s["check"]
         text += ", %d not reached (%d stopped, %d in later batches); %d snapshots left on the platform" % (
@@ -649,10 +751,18 @@ class ActionModule(ActionBase):
             # made, its report still names each host's snapshot that may now be on the VM.
             self._interim_report(task_vars, run_id, {host: in_flight(request, run_id) for host, request in requests.items()},
                                  started, None)
+        if kind == "settle":
+            self._window_settle(requests, task_vars, check_mode)
+        sets = self._change_sets(task_vars, hosts, requests)
+        if sets and kind in ("snapshot", "settle"):
+            results.update(self._sets_before(kind, sets, requests, task_vars, check_mode))
         with _environment(environment):
             for provider, connection, items in group_requests(requests):
                 results.update(self._run_group(provider, connection, items, kind, check_mode, run_id, holder,
                                                no_log_values))
+            if sets and kind == "snapshot":
+                results.update(self._sets_after_snapshot(sets, requests, results, check_mode, run_id, holder,
+                                                         no_log_values))
         if not check_mode and not self._task.args.get("plan"):
             self._audit(kind, requests, results, run_id, task_vars)
         for host, result in results.items():
@@ -727,6 +837,110 @@ class ActionModule(ActionBase):
             append_audit(path, entries)
         except OSError as error:
             display.warning("could not write the audit log %s: %s" % (path, error))
+
+    @staticmethod
+    def _window_settle(requests, task_vars, check_mode):
+        """What the maintenance playbook's window steps decided, applied to this batch's verdict requests.
+
+        A host whose change the deadline did not let start has its snapshot deleted again (nothing was
+        changed); a passed host whose deletion is deferred keeps its snapshot until it expires.
+        """
+        change = (task_vars.get(_window.GATE_RESULTS["change"]) or {}).get("hosts") or {}
+        settle = (task_vars.get(_window.GATE_RESULTS["settle"]) or {}).get("hosts") or {}
+        for host, request in requests.items():
+            if (change.get(host) or {}).get("deferred"):
+                request.update(action="delete", because=change[host].get("message"))
+            elif (settle.get(host) or {}).get("defer_delete") and request.get("on_success", "delete") == "delete":
+                try:
+                    decision = settle_decision(request, check_mode)[0]
+                except (KeyError, TypeError):
+                    continue
+                if decision in ("delete", "depends"):
+                    request.update(on_success="keep", because=settle[host].get("message") if decision == "delete"
+                                   else None)
+
+    def _change_sets(self, task_vars, hosts, requests):
+        """{host: change set} of the play's hosts that are in one (prechange_change_set), else {}."""
+        hostvars = task_vars.get("hostvars") or {}
+        found = {}
+        for host in hosts:
+            if host in requests:
+                name = requests[host].get("change_set")
+            else:
+                try:
+                    name = self._templar.template((hostvars.get(host) or {}).get("prechange_change_set"))
+                except AnsibleError:
+                    name = None
+            name = _changeset.set_name(name)
+            if name:
+                found[host] = name
+        return found
+
+    @staticmethod
+    def _sets_before(kind, sets, requests, task_vars, check_mode):
+        """Sets before the calls: refuse split sets (snapshot), or revert every member of a failed set (settle).
+
+        Refused hosts leave ``requests`` and get their result here; forced reverts change the requests.
+        """
+        batch = set(requests)
+        for request in requests.values():
+            batch.update(request.get("batch") or ())
+        if kind == "snapshot":
+            play = task_vars.get("ansible_play_hosts_all") or list(sets)
+            refused = {}
+            for host, (name, reason, hint) in _changeset.split_sets(sets, play, batch, set(requests)).items():
+                request = requests.pop(host)
+                refused[host] = failure(_changeset.ChangeSetRefused(reason, hint=hint), "create", request["vm"],
+                                        request.get("name"), request.get("provider"))
+                refused[host]["change_set"] = name
+            return refused
+        snapshot_call = (task_vars.get("__snapshot_run") or {}).get("hosts") or {}
+        snapshotted = {h for h, r in snapshot_call.items()
+                       if isinstance(r, dict) and not r.get("failed") and r.get("action") in _changeset.MADE}
+        decisions = {}
+        for host, request in requests.items():
+            try:
+                decisions[host] = settle_decision(request, check_mode)[0]
+            except (KeyError, TypeError):
+                decisions[host] = None
+        for host, why in _changeset.set_reverts(sets, requests, decisions, batch, snapshotted).items():
+            requests[host]["action"] = "revert"
+            requests[host]["because"] = why
+        return {}
+
+    def _sets_after_snapshot(self, sets, requests, results, check_mode, run_id, holder, no_log_values):
+        """All or nothing: a set with a member whose snapshot failed is refused, its other snapshots deleted."""
+        verdicts = _changeset.incomplete_sets(sets, {h: results.get(h) or {} for h in requests}, check_mode)
+        undo = {}
+        for host, verdict in verdicts.items():
+            if verdict["undo"]:
+                request = requests[host]
+                record = self._outputs("snapshot", results[host], request, run_id)["record"]
+                undo[host] = {"record": record, "action": "delete", "power_state": "recorded",
+                              "timeout": request.get("timeout"), "lock_timeout": request.get("lock_timeout") or 0,
+                              "provider": request["provider"], "vm": record["vm"],
+                              "connection": request["connection"]}
+        deleted = {}
+        for provider, connection, items in group_requests(undo):
+            deleted.update(self._run_group(provider, connection, items, "settle", False, run_id, holder,
+                                           no_log_values))
+        out = {}
+        for host, verdict in verdicts.items():
+            request = requests[host]
+            gone = deleted.get(host)
+            if gone is not None and gone.get("failed"):
+                error = SnapshotError(
+                    "%s, but deleting this VM's snapshot of this run again failed: %s"
+                    % (verdict["reason"], _changeset.short_reason(gone.get("msg"))),
+                    hint="Delete it with the revert playbook (-e prechange_run_id=%s -e revert_action=delete); the VM "
+                         "was not changed" % run_id)
+                out[host] = failure(error, "create", request["vm"], request.get("name"), request.get("provider"))
+                out[host].update(may_have_completed=True, snapshot=request.get("name"))
+            else:
+                out[host] = failure(_changeset.ChangeSetRefused(verdict["reason"], hint=verdict["hint"]), "create",
+                                    request["vm"], request.get("name"), request.get("provider"))
+            out[host]["change_set"] = verdict["set"]
+        return out
 
     @staticmethod
     def _this_batch(host, request, alive):

@@ -17,6 +17,9 @@ description:
     when a stage (C(snapshot), C(change), C(verify), C(revert_or_prune), C(reverify), C(report)) starts, one line
     with the stage and its hosts; when the stage ends, one line per host with what happened (the snapshot
     made, the verdict, the revert or deletion), taken from the results of the collection's workflow steps.
+  - When the maintenance window has a deadline (C(maintenance_window_end) or C(maintenance_window_minutes)), each
+    of its gates (stage C(window)) prints one line with the time left and what it decided, and the hosts it
+    deferred; the summary says when the window ends, the time left, the deferred hosts and each change set.
   - Tasks without a stage in such a play, and the ok, changed and skipped results of tasks within a stage,
     print nothing. A failure that the play handles (C(ignore_errors), a C(rescue) section) prints one line
     with the host and the message. A failure that ends a host prints the default callback's error block.
@@ -230,9 +233,10 @@ def record_note(record):
 
 
 OUTCOME_COLORS = {"ok": C.COLOR_OK, "check": C.COLOR_OK, "reverted": C.COLOR_WARN, "refused": C.COLOR_ERROR,
-                  "error": C.COLOR_ERROR}
-# The report's outcomes, in its own order (module_utils/_report.py); hosts with the last three were not reached.
-OUTCOME_ORDER = ("ok", "reverted", "refused", "error", "check", "waiting", "stopped", "not_reached")
+                  "error": C.COLOR_ERROR, "deferred": C.COLOR_WARN}
+# The report's outcomes, in its own order (module_utils/_report.py); hosts with waiting, stopped and not_reached
+# were not reached; deferred ones were not started because of the window's deadline.
+OUTCOME_ORDER = ("ok", "reverted", "refused", "error", "check", "waiting", "stopped", "not_reached", "deferred")
 NOT_REACHED = ("waiting", "stopped", "not_reached")
 
 
@@ -279,6 +283,16 @@ def summary_lines(report, path):
     lines.append(((template % header).rstrip(), None))
     for row in rows:
         lines.append(((template % row).rstrip(), OUTCOME_COLORS.get(row[1], C.COLOR_SKIP)))
+    window = report.get("window") or {}
+    if window.get("end"):
+        deferred = [r.get("host") for r in report.get("hosts") or [] if r.get("outcome") == "deferred"]
+        lines.append(("window: ends %s, %s left%s" % (window["end"], window.get("left") or "nothing",
+                                                      "; deferred: %s" % host_list(deferred, 12) if deferred else ""),
+                      C.COLOR_HIGHLIGHT))
+    for item in report.get("sets") or []:
+        lines.append(("set %s (%s): %s%s" % (item.get("set"), ", ".join(item.get("members") or []), item.get("outcome"),
+                                            " - %s" % first_line(item["why"], 100) if item.get("why") else ""),
+                      OUTCOME_COLORS.get(item.get("outcome"), C.COLOR_SKIP)))
     if path:
         lines.append(("report: %s" % report_files(path), C.COLOR_HIGHLIGHT))
     steps = [step for step in report.get("next") or [] if isinstance(step, dict) and step.get("command")]
@@ -584,6 +598,20 @@ class CallbackModule(DefaultCallback):
             counts = (data.get("report") or {}).get("summary") or {}
             if data.get("path") and counts and self._quiet(self._stage):
                 self._say("  report written: %s.md (%s)" % (data["path"], counts_text(counts)), C.COLOR_HIGHLIGHT)
+        elif step == "window" and data.get("active"):
+            # The window's gates (module_utils/_window.py): the time left, and the hosts they deferred.
+            deferred = [h for h in self._batch if ((data.get("hosts") or {}).get(h) or {}).get("deferred")]
+            later = [h for h in self._batch if ((data.get("hosts") or {}).get(h) or {}).get("defer_delete")]
+            self._out.update(deferred)
+            text = "  window: %s" % first_line(data.get("msg") or "", 160)
+            if deferred:
+                text += "\n  window: deferred: %s" % host_list(deferred, self.get_option("host_list_limit"))
+            if later:
+                text += "\n  window: deletion deferred to the prune playbook: %s" % host_list(
+                    later, self.get_option("host_list_limit"))
+            if self._quiet(self._stage_of(task)):
+                self._show_batch()
+                self._say(text, C.COLOR_WARN if deferred or later else C.COLOR_VERBOSE)
         elif step == "run" and isinstance(data.get("hosts"), dict):
             kind = task.args.get("kind")
             if kind == "snapshot" and data.get("run_id"):

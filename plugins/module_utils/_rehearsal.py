@@ -127,8 +127,9 @@ def markdown_rows(hosts):
             real = "%s, checks %s" % (real, {True: "passed", False: "failed", None: "—"}[h["verify"]["passed"]])
         rows.append((h["host"], "%s%s" % (clone.get("name") or "—", " (kept for inspection)"
                                           if r.get("clone_kept") else " (removed)"),
-                     "%s to %s" % (r.get("started") or "?", r.get("finished") or "?")
-                     + (", clone made in %ss" % r["clone_seconds"] if r.get("clone_seconds") is not None else ""),
+                     "%s to %s%s" % (r.get("started") or "?", r.get("finished") or "?",
+                                     ", clone made in %ss" % r["clone_seconds"] if r.get("clone_seconds") is not None
+                                     else ""),
                      verdict, real))
     return rows
 

@@ -30,14 +30,16 @@ REACHED = ("ok", "reverted", "refused", "error", "check", "rehearsal_failed")
 # A host the run never started on: in a later batch (while the run goes on), stopped by
 # max_fail_percentage, or not reached for another reason (it failed before its snapshot request).
 NOT_REACHED = ("waiting", "stopped", "not_reached")
-OUTCOMES = REACHED + NOT_REACHED
+# A host the window's deadline did not let start (module_utils/_window.py): not failed, run it later.
+DEFERRED = "deferred"
+OUTCOMES = REACHED + NOT_REACHED + (DEFERRED,)
 # The run's status: the first of these that any host has (running: written before the run ended).
-STATUS_ORDER = ("running", "stopped", "error", "refused", "reverted", "rehearsal_failed", "not_reached", "check",
-                "ok")
+STATUS_ORDER = ("running", "stopped", "error", "refused", "reverted", "rehearsal_failed", "not_reached", DEFERRED,
+                "check", "ok")
 # Errors raised before anything changed on the VM, because the VM or the request cannot be served
 # safely: the run refused the host (nothing to clean up).
 REFUSALS = ("PrecheckFailed", "GuestBusy", "InvalidRequest", "VmNotFound", "AmbiguousVm", "AmbiguousSnapshot",
-            "RunConflict")
+            "RunConflict", "ChangeSetRefused")
 # The registered results of the roles' calls (one per batch, on every host of the batch).
 CALL_RESULTS = ("__snapshot_run", "__revert_or_prune_run")
 # The host facts a record is built from.
@@ -338,13 +340,25 @@ def next_steps(kind, run_id, records, inventory=(), check_mode=False):
         steps.append({"what": "Nothing was kept for these hosts: fix the cause shown, then run them again",
                       "hosts": failed, "command": "ansible-playbook prechange.snapshots.maintenance%s%s"
                       % (inv, limit(failed))})
+    deferred = hosts_of(DEFERRED)
+    if deferred and kind == "maintenance":
+        steps.append({"what": "Deferred by the window's deadline (nothing was changed on them): run them in a later "
+                              "window", "hosts": deferred,
+                      "command": "ansible-playbook prechange.snapshots.maintenance%s%s" % (inv, limit(deferred))})
+    delete_deferred = hosts_of("ok", predicate=lambda r: bool((r.get("window") or {}).get("delete_deferred")))
+    if delete_deferred:
+        steps.append({"what": "Deleting these snapshots was deferred to keep the window: delete them after the window",
+                      "hosts": delete_deferred, "command": "ansible-playbook prechange.snapshots.prune%s "
+                      "-e revert_or_prune_prune_run_id=%s -e revert_or_prune_prune_select=owned%s"
+                      % (inv, _quote(run_id), limit(delete_deferred))})
     later = hosts_of("stopped", "not_reached", "waiting")
     if later and kind == "maintenance":
         steps.append({"what": "If the run ended before these hosts (stopped or interrupted), resume it on them once "
                               "you know why",
                       "hosts": later, "command": "ansible-playbook prechange.snapshots.maintenance%s%s%s"
                       % (inv, run, limit(later))})
-    kept = hosts_of("ok", predicate=lambda r: (r["left"] or {}).get("phase") == "kept" or r["action"] == "kept")
+    kept = hosts_of("ok", predicate=lambda r: r["host"] not in delete_deferred and (
+        (r["left"] or {}).get("phase") == "kept" or r["action"] == "kept"))
     if kept:
         steps.append({"what": "Kept snapshots: revert a host to its snapshot if a problem shows up later",
                       "hosts": kept, "command": "ansible-playbook prechange.snapshots.revert%s%s --limit HOST"
@@ -356,7 +370,8 @@ def next_steps(kind, run_id, records, inventory=(), check_mode=False):
     return steps
 
 
-def build(kind, run_id, check_mode, written, controller, records, not_reached=(), running=False, inventory=()):
+def build(kind, run_id, check_mode, written, controller, records, not_reached=(), running=False, inventory=(),
+          window=None, sets=None):
     """The whole report: a record for every host, the counts (which add up), the status, the next steps.
 
     ``not_reached`` lists hosts without a record (counted as not reached); records of hosts not
@@ -375,7 +390,9 @@ def build(kind, run_id, check_mode, written, controller, records, not_reached=()
             "controller": controller, "hosts": records,
             "not_reached": [r["host"] for r in records if r["outcome"] in NOT_REACHED],
             "left_on_platform": left, "summary": summary,
-            "next": next_steps(kind, run_id, records, inventory, check_mode)}
+            "next": next_steps(kind, run_id, records, inventory, check_mode),
+            # The window's deadline and the change sets (module_utils/_window.py, _changeset.py), when used.
+            "window": window, "sets": list(sets or [])}
 
 
 def status_line(report, path=None):
@@ -525,12 +542,12 @@ def markdown(report, picture=None):
              "",
              "**Status: %s.** Written %s on %s." % (report["status"], report["written"], report["controller"]),
              "",
-             "Hosts: %d — ok %d, reverted %d, refused %d, error %d%s; not reached %d (stopped %d, in a later batch %d)."
+             "Hosts: %d — ok %d, reverted %d, refused %d, error %d%s%s%s; not reached %d (stopped %d, in a later batch %d)."
              % (s["hosts"], s["ok"], s["reverted"], s["refused"], s["error"],
-                (", would run %d" % s["check"] if check else "")
-                + (", rehearsal failed %d" % s["rehearsal_failed"] if s.get("rehearsal_failed") else ""),
-                s["not_reached"] + s["stopped"] + s["waiting"],
-                s["stopped"], s["waiting"]),
+                ", would run %d" % s["check"] if check else "",
+                ", rehearsal failed %d" % s["rehearsal_failed"] if s.get("rehearsal_failed") else "",
+                ", deferred by the window %d" % s[DEFERRED] if s.get(DEFERRED) else "",
+                s["not_reached"] + s["stopped"] + s["waiting"], s["stopped"], s["waiting"]),
              "Snapshots: deleted %d, kept %d, released %d; left on the platform %d."
              % (s["deleted"], s["kept"], s["released"], s["left_on_platform"]),
              "",
@@ -553,6 +570,7 @@ def markdown(report, picture=None):
         lines += ["", "## Rehearsals", "", "| Host | Clone | When | Rehearsal | Real VM |",
                   "|------|-------|------|-----------|---------|"]
         lines += ["| %s |" % " | ".join(cell(c) for c in row) for row in rehearsals]
+    lines += _window_lines(report.get("window"), report["hosts"]) + _set_lines(report.get("sets"))
     if report["left_on_platform"]:
         lines += ["", "## Left on the platform", ""]
         lines += ["- %s (VM %s): snapshot %s, %s%s%s" % (
@@ -577,6 +595,36 @@ def markdown(report, picture=None):
     if picture:
         lines += ["", "## Timeline", "", "![timeline of the window](%s)" % picture]
     return "\n".join(lines) + "\n"
+
+
+def _window_lines(window, hosts):
+    """The report's window section: its end, the time left when the report was written, the deferred hosts."""
+    if not window:
+        return []
+    lines = ["", "## Window", "", "- Ends %s; %s left when this report was written." % (
+        window.get("end"), window.get("left") or "nothing")]
+    if window.get("basis"):
+        lines.append("- Expected: %s." % window["basis"])
+    deferred = [h for h in hosts if h["outcome"] == DEFERRED]
+    if deferred:
+        lines.append("- Deferred by the deadline (not failed, nothing changed): %s."
+                     % ", ".join(h["host"] for h in deferred))
+    later = [h["host"] for h in hosts if (h.get("window") or {}).get("delete_deferred")]
+    if later:
+        lines.append("- Deletion deferred to the prune playbook (the snapshot is kept until it expires): %s."
+                     % ", ".join(later))
+    return lines
+
+
+def _set_lines(sets):
+    """The report's change sets: one row per set, its members, its outcome and why."""
+    if not sets:
+        return []
+    lines = ["", "## Change sets", "", "| Set | Members | Outcome | Why |", "|-----|---------|---------|-----|"]
+    for item in sets:
+        lines.append("| %s |" % " | ".join(cell(c) for c in (
+            item["set"], ", ".join(item["members"]), item["outcome"], item.get("why") or "—")))
+    return lines
 
 
 STAGE_COLOURS = {"snapshot": "#4e79a7", "change": "#f28e2b", "verify": "#59a14f", "revert_or_prune": "#e15759"}

@@ -743,6 +743,9 @@ def _one(backend, vm, request, kind, check_mode, run_id, holder, now):
     if kind == "settle":
         record = request["record"]
         decision, why, passed = settle_decision(request, check_mode)
+        # Why the action plugin changed the decision: another member of the host's change set failed
+        # (module_utils/_changeset.py), or the window's deadline (module_utils/_window.py).
+        why = request.get("because") or why
         grown = None
         if record.get("capacity") and not record.get("predicted"):
             grown = growth(record["capacity"], measure_vm(backend, vm, record.get("id")),
