@@ -226,7 +226,7 @@ class ActionModule(ActionBase):
                                            "maintenance_window_minutes; nothing was changed." % error}
         if end is None:
             return {"changed": False, "active": False, "hosts": {h: {"deferred": False, "defer_delete": False}
-                                                                  for h in batch}, "msg": ""}
+                                                                 for h in batch}, "msg": ""}
         state.update(started=isoformat(started), end=end.isoformat())
         batches = state.setdefault("batches", [])
         est = _window.estimates(batches, first_batch, first_revert)
@@ -327,8 +327,9 @@ class ActionModule(ActionBase):
         audit_path = self._audit_path(task_vars)
         report["audit"] = {"log": audit_path, "entries": read_audit(audit_path, run_id) if audit_path else []}
         self._write_report(report, path)
-        failing = {"error", "refused", "rehearsal_failed"} | ({"reverted"} if boolean(args.get("fail_reverted", True), strict=False)
-                                          else set())
+        failing = {"error", "refused", "rehearsal_failed"}
+        if boolean(args.get("fail_reverted", True), strict=False):
+            failing.add("reverted")
         outcomes = {r["host"]: {"outcome": r["outcome"],
                                 "fail": r["outcome"] in failing or r["reverify_passed"] is False,
                                 "msg": failure_message(r, path, check_mode)} for r in records if r["host"] in batch}

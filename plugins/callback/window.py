@@ -291,7 +291,7 @@ def summary_lines(report, path):
                       C.COLOR_HIGHLIGHT))
     for item in report.get("sets") or []:
         lines.append(("set %s (%s): %s%s" % (item.get("set"), ", ".join(item.get("members") or []), item.get("outcome"),
-                                            " - %s" % first_line(item["why"], 100) if item.get("why") else ""),
+                                             " - %s" % first_line(item["why"], 100) if item.get("why") else ""),
                       OUTCOME_COLORS.get(item.get("outcome"), C.COLOR_SKIP)))
     if path:
         lines.append(("report: %s" % report_files(path), C.COLOR_HIGHLIGHT))

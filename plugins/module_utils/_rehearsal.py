@@ -57,7 +57,7 @@ def plan(host, vm, provider, snapshot, run_id, network=None, connection=None, pa
     if name == vm:
         raise InvalidRequest("the clone's name '%s' is the VM's own name" % name, action="clone", vm=vm,
                              snapshot=snapshot, provider=provider, hint="Give maintenance_rehearse_clone_name another name; "
-                                                     "nothing was cloned")
+                             "nothing was cloned")
     return {"host": host, "clone": name, "inventory_name": "rehearsal-%s" % name, "network": network,
             "connection": dict(connection)}
 
@@ -119,7 +119,7 @@ def markdown_rows(hosts):
         verdict = "passed" if r.get("passed") else "FAILED: %s" % r.get("reason")
         if r.get("change_error"):
             verdict += " (%s)" % "; ".join("%s" % v for v in (r["change_error"].get("task"),
-                                                               r["change_error"].get("msg")) if v)
+                                                              r["change_error"].get("msg")) if v)
         if r.get("failures"):
             verdict += " (%s)" % "; ".join(r["failures"])
         real = {"rehearsal_failed": "not changed (the change never reached it)"}.get(h["outcome"], h["outcome"])

@@ -38,7 +38,10 @@ description:
     the endpoint), never one under a live lease.
   - O(step=report) (C(run_once)) builds the maintenance run report from every host's facts. It writes it as JSON
     and Markdown in O(report_dir), and returns each host's outcome and the message its final task fails with.
-  - O(step=rehearse) (issue 13) takes the maintenance playbook's rehearsal decisions in this host's context.
+  - O(step=window) (C(run_once)) decides the gates of the window's deadline: whether a serial batch, its
+    changes, or its snapshots' deletion may start in the time left (see the maintenance playbook's
+    C(maintenance_window_end)).
+  - O(step=rehearse) takes the maintenance playbook's rehearsal decisions in this host's context.
     O(rehearsal=plan) names the clone and how to reach it, or fails before anything is cloned.
     O(rehearsal=outcome) gives the rehearsal's verdict and whether the change may go on to the real VM.
 author:
@@ -48,7 +51,29 @@ options:
     description: Which step of the call.
     type: str
     required: true
-    choices: [start, request, run, publish, report, rehearse]
+    choices: [start, window, request, run, publish, report, rehearse]
+  at:
+    description:
+      - With O(step=window) (C(run_once)), which gate of the window's deadline to decide. C(batch) may this serial
+        batch start, C(change) may its changes start, C(settle) may its snapshots be deleted, C(end) what the
+        batch taught the run (the longest batch, change and revert), kept in the C(prechange_window) fact of
+        C(localhost).
+    type: str
+    choices: [batch, change, settle, end]
+  window:
+    description:
+      - With O(step=window), the window's settings as the maintenance playbook passes them (C(end), C(minutes),
+        C(batch_minutes), C(revert_minutes)).
+    type: dict
+  delta_bytes:
+    description: With O(step=window) and O(at=settle), the size of each host's snapshot delta, by host, when known.
+    type: dict
+  plan:
+    description:
+      - With O(kind=prune) and O(step=run) or O(step=publish), only list the candidates (after the retention policy)
+        for the user's veto tasks; nothing is asked or changed.
+    type: bool
+    default: false
   rehearsal:
     description: With O(step=rehearse), which decision.
     type: str
@@ -176,7 +201,13 @@ def main():
     # Only the action plugin does the work; this module exists for its documentation and argument spec.
     module = AnsibleModule(
         argument_spec=dict(
-            step=dict(type="str", required=True, choices=["start", "request", "run", "publish", "report"]),
+            step=dict(type="str", required=True,
+                      choices=["start", "window", "request", "run", "publish", "report", "rehearse"]),
+            at=dict(type="str", choices=["batch", "change", "settle", "end"]),
+            window=dict(type="dict"),
+            delta_bytes=dict(type="dict"),
+            plan=dict(type="bool", default=False),
+            rehearsal=dict(type="str", choices=["plan", "outcome"]),
             kind=dict(type="str", choices=["snapshot", "settle", "lookup", "prune"]),
             report_dir=dict(type="str"),
             request=dict(type="dict"),

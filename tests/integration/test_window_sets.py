@@ -98,7 +98,7 @@ def test_a_set_is_reverted_across_providers_and_a_batch_is_deferred_by_the_deadl
               "- name: My change | deploy v2\n"
               "  ansible.builtin.copy: {dest: '%s/v2-{{ inventory_hostname }}', content: v2}\n" % tmp_path)
     window = MixedWindow(tmp_path, hosts, change=change, host_vars={h: {"prechange_change_set": "shop"}
-                                                                     for h in ("web01", "app01", "db01")})
+                                                                    for h in ("web01", "app01", "db01")})
     # A 1-minute window; a batch is first expected to take 6 s and a revert 30 s. Batch 1 (the set and solo)
     # starts; its change sleeps 31 s, so when its verdict comes less than a revert's 30 s is left (solo's
     # deletion is deferred) and batch 2 (later01) cannot fit the longest batch so far: it is deferred.

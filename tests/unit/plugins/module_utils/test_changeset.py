@@ -65,7 +65,7 @@ def test_the_report_has_a_section_per_set():
         return dict(report.not_reached_record(host, "not_reached"), outcome=outcome, reason=reason, error=error,
                     change_set="shop", provider=provider)
     records = [rec("web01", "reverted", "set shop: app01's check failed"), rec("app01", "reverted", "the checks failed",
-                                                                                 provider="proxmox"),
+                                                                               provider="proxmox"),
                dict(report.not_reached_record("solo", "not_reached"), outcome="ok")]
     sets = changeset.set_summary(records)
     assert sets == [{"set": "shop", "members": ["web01", "app01"], "outcome": "reverted",
