@@ -560,7 +560,9 @@ class CallbackModule(DefaultCallback):
         if stage is None or stage != self._stage:
             return stage
         note = self._note(host)
-        if status != "skipped":
+        # A run_once task answers for the whole batch, on the first host: it says nothing about which
+        # hosts are in the stage, so it does not mark its host as the one that ran.
+        if status != "skipped" and not getattr(task, "run_once", False):
             note["ran"] = True
         if data.get("changed"):
             note["changed"] = True
