@@ -38,7 +38,7 @@ description:
     the endpoint), never one under a live lease.
   - O(step=report) (C(run_once)) builds the maintenance run report from every host's facts. It writes it as JSON
     and Markdown in O(report_dir), and returns each host's outcome and the message its final task fails with.
-  - O(step=window) (C(run_once)) decides the gates of the window's deadline: whether a serial batch, its
+  - O(step=window) (C(run_once)) decides the gates of the window's deadline, whether a serial batch, its
     changes, or its snapshots' deletion may start in the time left (see the maintenance playbook's
     C(maintenance_window_end)).
   - O(step=rehearse) takes the maintenance playbook's rehearsal decisions in this host's context.

@@ -18,7 +18,17 @@ import stat
 import subprocess
 import sys
 
-from conftest import REPO, ansible_env  # pylint: disable=import-error
+import pytest
+
+from conftest import (  # pylint: disable=import-error
+    REPO,
+    _pve_api,
+    _vsphere,
+    ansible_env,
+    api_snapshots,
+    proxmox_backend,
+    vmware_backend,
+)
 
 CHANGE = """---
 - name: The change (knows whether it runs on the clone)
@@ -35,7 +45,7 @@ def _virsh(uri, *argv):
                           universal_newlines=True, check=False).stdout
 
 
-def _run(tmp_path, uri, vm, fail_on_clone):
+def _run(tmp_path, uri, vm, fail_on_clone, provider_vars=None):
     work = tmp_path
     (work / "changes.log").write_text("")
     if fail_on_clone:
@@ -47,6 +57,10 @@ def _run(tmp_path, uri, vm, fail_on_clone):
     inventory = {"all": {"hosts": {"web": {
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
         "prechange_provider": "libvirt", "prechange_vm": vm, "prechange_libvirt_uri": uri}}}}
+    if provider_vars:  # another provider: its own prechange_provider and connection variables
+        inventory["all"]["hosts"]["web"] = dict({"ansible_connection": "local",
+                                                 "ansible_python_interpreter": sys.executable,
+                                                 "prechange_vm": vm}, **provider_vars)
     (work / "inventory.json").write_text(json.dumps(inventory))
     extra = {"maintenance_rehearse": True, "guard_change_tasks": str(work / "change.yml"),
              "maintenance_rehearse_connection": {"ansible_connection": "local",
@@ -92,3 +106,37 @@ def test_a_passed_rehearsal_lets_the_change_reach_the_real_host(tmp_path, libvir
     assert host["outcome"] == "ok" and host["rehearsal"]["passed"] is True
     assert host["rehearsal"]["clone"]["name"] not in _virsh(libvirtd, "list", "--all", "--name").split()
     assert "| passed | ok, checks passed |" in md
+
+
+def _vm_names(backend):
+    """Every VM name on the platform, read from its own API."""
+    if backend.provider == "proxmox":
+        return [r.get("name") for r in _pve_api(backend.conn).cluster.resources.get(type="vm")]
+    from pyVim.connect import Disconnect  # pylint: disable=import-outside-toplevel
+    from pyVmomi import vim  # pylint: disable=import-outside-toplevel
+    si = _vsphere(backend.conn)
+    try:
+        view = si.content.viewManager.CreateContainerView(si.content.rootFolder, [vim.VirtualMachine], True)
+        return [vm.name for vm in view.view]
+    finally:
+        Disconnect(si)
+
+
+@pytest.mark.parametrize("provider", ["proxmox", "vmware"])
+def test_a_failed_rehearsal_never_reaches_the_real_host_on_proxmox_and_vsphere(tmp_path, request, provider):
+    if provider == "proxmox":
+        backend, vm = proxmox_backend(request.getfixturevalue("pve")), "web01"
+    else:
+        backend, vm = vmware_backend(request.getfixturevalue("vcsim"), ["DC0_H0_VM1"]), "DC0_H0_VM1"
+    before, snapshots_before = set(_vm_names(backend)), api_snapshots(provider, backend.conn, vm)
+    p, host, md, changes = _run(tmp_path, None, vm, fail_on_clone=True,
+                                provider_vars=dict(backend.inventory_vars, prechange_provider=provider))
+    assert p.returncode == 2, p.stdout[-4000:]
+    assert changes == ["clone"], p.stdout[-4000:]  # the change ran on the clone only
+    assert host["outcome"] == "rehearsal_failed", p.stdout[-4000:]
+    clone = host["rehearsal"]["clone"]["name"]
+    assert clone and clone in md
+    # Read back from the platform: the clone is gone, no VM was added, the real VM has only the snapshots it had.
+    after = _vm_names(backend)
+    assert clone not in after and set(after) == before
+    assert api_snapshots(provider, backend.conn, vm) == snapshots_before
