@@ -746,21 +746,28 @@ class LibvirtBackend(LibvirtCloneMixin, SnapshotBackend):
         return parsed.scheme.split("+")[0] in ("qemu", "test") and not parsed.hostname and (
             "+" not in parsed.scheme or parsed.scheme.endswith("+unix"))
 
-    def _pool_of(self, path):
+    def _unless_transport(self, error, vm=None):
+        """A read that may fail quietly (no pool, no block info) must still not hide a lost connection."""
+        if transport_kind(error.get_error_code(), error.get_error_domain(), error.get_error_message()) is not None:
+            raise self._translate(error, vm=vm)
+
+    def _pool_of(self, path, vm=None):
         """(pool name, free, total) of the storage pool that holds ``path``, or None when no pool does."""
         try:
             pool = self.conn.storageVolLookupByPath(path).storagePoolLookupByVolume()
-        except libvirt.libvirtError:
+        except libvirt.libvirtError as error:
+            self._unless_transport(error, vm)
             return None
         try:
             # A directory pool's numbers are those of its last refresh: refresh first (read-only for the data).
             pool.refresh(0)
-        except libvirt.libvirtError:
-            pass
+        except libvirt.libvirtError as error:
+            self._unless_transport(error, vm)
         try:
             _state, total, _allocation, available = pool.info()
             return pool.name(), int(available), int(total)
-        except libvirt.libvirtError:
+        except libvirt.libvirtError as error:
+            self._unless_transport(error, vm)
             return None
 
     def capacity(self, vm):
@@ -779,8 +786,9 @@ class LibvirtBackend(LibvirtCloneMixin, SnapshotBackend):
                 size, allocation, _physical = vm.handle.blockInfo(disk["target"], 0)
                 usage.provisioned_bytes, usage.used_bytes = int(size), int(allocation)
             except libvirt.libvirtError as error:
+                self._unless_transport(error, vm.name)
                 usage.note = "libvirt gives no block info for %s: %s" % (disk["target"], error.get_error_message())
-            pool = self._pool_of(source)
+            pool = self._pool_of(source, vm.name)
             if pool is not None:
                 usage.storage, usage.free_bytes, usage.total_bytes = pool[0], pool[1], pool[2]
             elif self._local() and os.path.isdir(os.path.dirname(source)):
@@ -795,7 +803,8 @@ class LibvirtBackend(LibvirtCloneMixin, SnapshotBackend):
             disks.append(usage)
         try:
             memory = int(vm.handle.info()[2]) * 1024
-        except libvirt.libvirtError:
+        except libvirt.libvirtError as error:
+            self._unless_transport(error, vm.name)
             memory = None
         # An internal memory state is written into the first qcow2 disk.
         return Capacity(disks=disks, memory_bytes=memory, memory_storage=disks[0].storage if disks else None,
