@@ -146,7 +146,7 @@ def _bad(host, what, hint):
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _VALID_ARGS = frozenset(("step", "kind", "request", "hosts", "run_id", "holder", "results", "report_dir", "batch",
-                             "rehearsal", "max_fail_percentage", "fail_reverted", "plan", "at", "window", "delta_bytes"))
+                             "rehearsal", "max_fail_percentage", "fail_reverted", "plan", "at", "window"))
     _supports_check_mode = True
 
     def run(self, tmp=None, task_vars=None):
@@ -216,9 +216,10 @@ class ActionModule(ActionBase):
         now = utcnow()
         started = _window.parse_time_or_none(run.get("started") or state.get("started")) or now
         try:
-            first_batch, first_revert = _window.check_settings(
+            first_batch, first_revert, large_gb = _window.check_settings(
                 settings.get("batch_minutes", _window.FIRST_BATCH_MINUTES),
-                settings.get("revert_minutes", _window.FIRST_REVERT_MINUTES))
+                settings.get("revert_minutes", _window.FIRST_REVERT_MINUTES),
+                settings.get("large_delta_gb", _window.LARGE_DELTA_GB))
             end = _window.deadline(settings.get("end"), settings.get("minutes"), started)
         except ValueError as error:
             return {"failed": True, "msg": "The maintenance window is not usable: %s. Set maintenance_window_end to "
@@ -245,10 +246,10 @@ class ActionModule(ActionBase):
                 current["change_deferred"] = not gate.go
             hosts = {h: {"deferred": not gate.go, "message": gate.message} for h in batch}
         elif at == "settle":
-            deltas = args.get("delta_bytes") if isinstance(args.get("delta_bytes"), dict) else {}
             for host in batch:
-                gate = _window.delete_gate(end, now, est, deltas.get(host))
-                hosts[host] = {"defer_delete": not gate.go, "message": gate.message}
+                gate = _window.delete_gate(end, now, est)
+                # The delta's size is measured by the verdict's call, which defers a large one itself.
+                hosts[host] = {"defer_delete": not gate.go, "message": gate.message, "large_delta_gb": large_gb}
         else:
             current = batches[-1] if batches else {}
             settle_call = task_vars.get("__revert_or_prune_run") or {}
@@ -306,6 +307,10 @@ class ActionModule(ActionBase):
                 else:
                     record = host_record(host, self._record_facts(host, facts, calls), check_mode)
                 gates = {stage: ((call.get("hosts") or {}).get(host) or {}) for stage, call in gate_calls.items()}
+                deferred = ((((calls.get("__revert_or_prune_run") or {}).get("hosts") or {}).get(host) or {})
+                            .get("summary") or {}).get("delete_deferred")
+                if deferred:  # the verdict's call kept a large delta (measured there) for after the window
+                    gates["settle"] = {"defer_delete": True, "message": deferred}
                 records.append(_window.host_window(record, gates))
             elif host in earlier and earlier[host]["outcome"] not in ("waiting", "stopped"):
                 records.append(earlier[host])
@@ -849,16 +854,21 @@ class ActionModule(ActionBase):
         change = (task_vars.get(_window.GATE_RESULTS["change"]) or {}).get("hosts") or {}
         settle = (task_vars.get(_window.GATE_RESULTS["settle"]) or {}).get("hosts") or {}
         for host, request in requests.items():
+            gate = settle.get(host) or {}
             if (change.get(host) or {}).get("deferred"):
                 request.update(action="delete", because=change[host].get("message"))
-            elif (settle.get(host) or {}).get("defer_delete") and request.get("on_success", "delete") == "delete":
+            elif request.get("on_success", "delete") != "delete":
+                continue
+            elif gate.get("defer_delete"):
                 try:
                     decision = settle_decision(request, check_mode)[0]
                 except (KeyError, TypeError):
                     continue
                 if decision in ("delete", "depends"):
-                    request.update(on_success="keep", because=settle[host].get("message") if decision == "delete"
-                                   else None)
+                    request.update(on_success="keep", because=gate.get("message") if decision == "delete" else None)
+            elif gate.get("large_delta_gb"):
+                # Only the verdict's call measures the delta (module_utils/_workflow.py): it keeps a large one.
+                request["defer_delete_over_gb"] = gate["large_delta_gb"]
 
     def _change_sets(self, task_vars, hosts, requests):
         """{host: change set} of the play's hosts that are in one (prechange_change_set), else {}."""
@@ -1027,7 +1037,8 @@ class ActionModule(ActionBase):
                 "snapshot_id": snap.get("id"), "vm": vm.get("name") or request.get("vm"),
                 "provider": request.get("provider"), "power_state": mine.get("power_state"),
                 "expires": owner.get("expires"), "if_passed": mine.get("if_passed"),
-                "warnings": list(mine.get("warnings") or []), "growth": mine.get("growth")}}
+                "warnings": list(mine.get("warnings") or []), "growth": mine.get("growth"),
+                "delete_deferred": mine.get("delete_deferred")}}
             if mine.get("record"):
                 outputs["record"] = dict(mine["record"], provider=request.get("provider"), vm=request.get("vm"))
             return outputs

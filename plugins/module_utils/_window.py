@@ -15,8 +15,9 @@ The maintenance playbook asks three questions, through the workflow action's ``w
   what remains of the batch (the change and its checks) plus a revert. Else the snapshots are deleted
   again (nothing was changed) and the hosts are ``deferred``.
 * ``delete_gate``: may a passed host's snapshot be deleted now? Not when the time left is shorter than
-  a revert (a delete consolidates the delta, as long as a revert can take) or the delta is known to be
-  large: the snapshot is kept with its expiry and the prune playbook deletes it after the window.
+  a revert (a delete consolidates the delta, as long as a revert can take): the snapshot is kept with its
+  expiry and the prune playbook deletes it after the window. ``large_delta``: nor when the delta measured
+  at the decision (module_utils/_workflow.py) is large; the engine asks it, as only it measures the delta.
 
 Expected durations are learned from the run's own batches (kept in the ``prechange_window`` fact of
 localhost, shared by every serial batch): the longest batch so far, the longest change and checks so far,
@@ -193,33 +194,41 @@ def change_gate(end, now, est, batch_started=None):
                 % (text_duration(left), end.isoformat(), text_duration(needed)))
 
 
-def delete_gate(end, now, est, delta_bytes=None, large_gb=LARGE_DELTA_GB):
-    """May a passed host's snapshot be deleted now? Not near the end, nor a large delta (when its size is known)."""
+def delete_gate(end, now, est):
+    """May a passed host's snapshot be deleted now? Not when the time left is shorter than a revert."""
     left = _left(end, now)
     if left < est.revert:
         return Gate(False, left, est.revert,
                     "deleting the snapshot was deferred: %s left in the window and a delete (it merges the delta) may "
                     "take as long as a revert, %s; it is kept until it expires: delete it after the window with the "
                     "prune playbook" % (text_duration(left), text_duration(est.revert)))
-    if delta_bytes is not None and large_gb and float(delta_bytes) >= float(large_gb) * GIB:
-        return Gate(False, left, est.revert,
-                    "deleting the snapshot was deferred: its delta is %.1f GiB (at least %s GiB) and merging it "
-                    "would load the datastore in the window; it is kept until it expires: delete it after the "
-                    "window with the prune playbook" % (float(delta_bytes) / GIB, large_gb))
     return Gate(True, left, est.revert, "%s left in the window: the snapshot is deleted now" % text_duration(left))
 
 
-def check_settings(first_batch_minutes, first_revert_minutes):
-    """The first estimates as positive numbers of minutes, or a ValueError that names the variable."""
+def large_delta(delta_bytes, large_gb):
+    """Why a passed host's snapshot is not deleted in the window (its delta, measured at the decision, is at
+    least ``large_gb``), or None. Merging a large delta loads the datastore while other hosts still change."""
+    if delta_bytes is None or not large_gb or float(delta_bytes) < float(large_gb) * GIB:
+        return None
+    return ("deleting the snapshot was deferred: its delta is %.1f GiB (at least %g GiB, "
+            "maintenance_window_large_delta_gb) and merging it would load the storage in the window; it is kept "
+            "until it expires: delete it after the window with the prune playbook" % (float(delta_bytes) / GIB,
+                                                                                    float(large_gb)))
+
+
+def check_settings(first_batch_minutes, first_revert_minutes, large_delta_gb=LARGE_DELTA_GB):
+    """The first estimates (minutes) and the large delta's size (GiB) as numbers of 0 or more, or a ValueError
+    that names the variable."""
     out = []
-    for name, value in (("maintenance_window_batch_minutes", first_batch_minutes),
-                        ("maintenance_window_revert_minutes", first_revert_minutes)):
+    for name, value, unit in (("maintenance_window_batch_minutes", first_batch_minutes, "minutes"),
+                              ("maintenance_window_revert_minutes", first_revert_minutes, "minutes"),
+                              ("maintenance_window_large_delta_gb", large_delta_gb, "GiB (0: no limit)")):
         try:
             number = float(value)
             if number < 0:
                 raise ValueError
         except (TypeError, ValueError):
-            raise ValueError("%s is '%s'; use a number of minutes (0 or more)" % (name, value))
+            raise ValueError("%s is '%s'; use a number of %s (0 or more)" % (name, value, unit))
         out.append(number)
     return out
 

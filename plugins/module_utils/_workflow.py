@@ -69,6 +69,7 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._retention imp
     retained,
     veto_reason,
 )
+from ansible_collections.prechange.snapshots.plugins.module_utils._window import large_delta
 from ansible_collections.prechange.snapshots.plugins.module_utils._snapshot import (
     SnapshotParams,
     ensure,
@@ -738,7 +739,8 @@ def _one(backend, vm, request, kind, check_mode, run_id, holder, now):
     if kind == "snapshot":
         result = begin(backend, vm, begin_request(request, run_id, holder), check_mode, now)
         # Growth is measured from here (the snapshot's size, else the disks' allocation, and free space).
-        result["capacity"] = measure_vm(backend, vm, None if result.get("predicted") else result.get("id"))
+        made = None if result.get("predicted") else (result.get("snapshot") or {}).get("id")
+        result["capacity"] = measure_vm(backend, vm, made)
         return result
     if kind == "settle":
         record = request["record"]
@@ -754,6 +756,13 @@ def _one(backend, vm, request, kind, check_mode, run_id, holder, now):
                 # Too much growth is a failed change: back to this run's snapshot, said as such.
                 decision, why = "revert", "%s; the change is treated as failed and reverted (growth limit, " \
                     "action stop)" % grown["message"]
+        deferred = None
+        if grown is not None and decision == "delete" and request.get("defer_delete_over_gb"):
+            # The maintenance window is on: a large delta is merged after the window, by the prune playbook.
+            deferred = large_delta(grown["size_after_bytes"] if grown["measured"] == "snapshot"
+                                   else grown["growth_bytes"], request["defer_delete_over_gb"])
+            if deferred:
+                decision, why = "keep", deferred
         if record.get("predicted"):
             # Check mode: the snapshot was only predicted, so there is nothing on the VM to check yet.
             result = predicted_settle(vm, record, decision, why, request.get("power_state") or "recorded")
@@ -765,6 +774,8 @@ def _one(backend, vm, request, kind, check_mode, run_id, holder, now):
             result["reason"] = why if not result.get("vetoed") else "%s, but the deletion was vetoed" % why
         if decision == "depends":
             result.update(action="depends", predicted=True, if_passed=request.get("on_success") or "delete")
+        if deferred:
+            result["delete_deferred"] = deferred
         if grown is not None:
             result["growth"] = grown
             if grown["message"] and grown["action"] != "stop":

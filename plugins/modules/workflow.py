@@ -63,10 +63,7 @@ options:
   window:
     description:
       - With O(step=window), the window's settings as the maintenance playbook passes them (C(end), C(minutes),
-        C(batch_minutes), C(revert_minutes)).
-    type: dict
-  delta_bytes:
-    description: With O(step=window) and O(at=settle), the size of each host's snapshot delta, by host, when known.
+        C(batch_minutes), C(revert_minutes), C(large_delta_gb)).
     type: dict
   plan:
     description:
@@ -205,7 +202,6 @@ def main():
                       choices=["start", "window", "request", "run", "publish", "report", "rehearse"]),
             at=dict(type="str", choices=["batch", "change", "settle", "end"]),
             window=dict(type="dict"),
-            delta_bytes=dict(type="dict"),
             plan=dict(type="bool", default=False),
             rehearsal=dict(type="str", choices=["plan", "outcome"]),
             kind=dict(type="str", choices=["snapshot", "settle", "lookup", "prune"]),

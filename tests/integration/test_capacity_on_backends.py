@@ -220,3 +220,18 @@ def test_snapshot_playbook_refuses_what_the_storage_cannot_hold(provider, reques
                                                      "snapshot_capacity_policy": "warn"}, check=True)
     assert warned.returncode == 0, warned.stdout[-3000:]
     assert "creating it anyway (capacity_policy=warn)" in warned.stdout, warned.stdout[-3000:]
+
+
+def test_a_large_delta_is_kept_for_after_the_window(tmp_path, libvirtd, libvirt_guest):
+    """With a window, the verdict's call measures the delta (64 MiB of real qcow2 allocation) and keeps a
+    passed host's snapshot at least maintenance_window_large_delta_gb large for the prune playbook."""
+    ws, result, host, markdown = _growth_run(tmp_path, libvirtd, libvirt_guest, {
+        "maintenance_window_minutes": 600, "maintenance_window_large_delta_gb": 0.03})
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert host["outcome"] == "ok" and host["action"] == "kept", host
+    assert host["reason"].startswith("deleting the snapshot was deferred: its delta is 0.1 GiB (at least 0.03 GiB, "
+                                     "maintenance_window_large_delta_gb)"), host["reason"]
+    assert host["window"] == {"delete_deferred": host["reason"]}, host
+    assert "Deletion deferred to the prune playbook" in markdown and "prechange.snapshots.prune" in markdown
+    # Read back: the snapshot is still on the VM.
+    assert len(api_snapshots("libvirt", ws.conn, ws.hosts["h1"])) == 1, result.stdout[-3000:]

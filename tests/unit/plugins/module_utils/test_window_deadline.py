@@ -10,6 +10,9 @@ import pytest
 
 from ansible_collections.prechange.snapshots.plugins.module_utils import _report as report
 from ansible_collections.prechange.snapshots.plugins.module_utils import _window as window
+from ansible_collections.prechange.snapshots.plugins.module_utils import _workflow as wf
+
+from test_snapshot import FakeBackend  # pylint: disable=import-error
 
 START = datetime(2026, 12, 5, 21, 0, 0, tzinfo=timezone.utc)
 CET = timezone(timedelta(hours=1))
@@ -79,9 +82,48 @@ def test_deleting_near_the_end_or_a_large_delta_is_deferred_to_the_prune_playboo
     assert not near.go and near.message == (
         "deleting the snapshot was deferred: 1m59s left in the window and a delete (it merges the delta) may take as "
         "long as a revert, 2m00s; it is kept until it expires: delete it after the window with the prune playbook")
-    big = window.delete_gate(START + timedelta(hours=1), START, est, delta_bytes=60 * window.GIB)
-    assert not big.go and "its delta is 60.0 GiB (at least 50.0 GiB)" in big.message
-    assert window.delete_gate(START + timedelta(hours=1), START, est, delta_bytes=1 * window.GIB).go
+    assert window.large_delta(60 * window.GIB, 50) == (
+        "deleting the snapshot was deferred: its delta is 60.0 GiB (at least 50 GiB, maintenance_window_large_delta_gb) "
+        "and merging it would load the storage in the window; it is kept until it expires: delete it after the "
+        "window with the prune playbook")
+    assert window.large_delta(1 * window.GIB, 50) is None
+    assert window.large_delta(None, 50) is None and window.large_delta(60 * window.GIB, 0) is None
+
+
+class _SizedBackend(FakeBackend):
+    """The engine's FakeBackend with a snapshot size that grows by ``grow`` bytes after the first reading."""
+
+    def __init__(self, grow, **kw):
+        super().__init__(**kw)
+        self.grow, self.readings = grow, 0
+
+    def snapshot_sizes(self, vm, snapshots):
+        self.readings += 1
+        return {s.id: (0 if self.readings == 1 else self.grow, "files") for s in snapshots}
+
+
+@pytest.mark.parametrize("grow_gb, over_gb, kept", [(60, 50, True), (10, 50, False), (60, None, False)])
+def test_the_verdict_keeps_a_large_delta_it_measured_for_after_the_window(grow_gb, over_gb, kept):
+    backend = _SizedBackend(int(grow_gb * window.GIB))
+    vm = backend.find_vm("web01")
+    made = wf.run_group(backend, [("h1", {"vm": "web01", "name": "prechange-r2", "lease_seconds": 600,
+                                          "policy": {}})], "snapshot", check_mode=False, run_id="r2",
+                        holder="h-me", now=START)["h1"]
+    # The record as the action plugin keeps it from the snapshot call (plugins/action/workflow.py).
+    assert made["capacity"]["snapshot_bytes"] == 0  # measured at snapshot time, by the snapshot's own size
+    record = {"name": "prechange-r2", "id": made["snapshot"]["id"], "run_id": "r2", "capacity": made["capacity"]}
+    request = {"vm": vm.name, "record": record, "action": "auto", "change_failed": False, "on_success": "delete",
+               "verdict": {"passed": True, "snapshot_id": record["id"], "run_id": "r2"}}
+    if over_gb:
+        request["defer_delete_over_gb"] = over_gb
+    result = wf.run_group(backend, [("h1", request)], "settle", check_mode=False, now=START)["h1"]
+    names = [s.name for s in backend.snaps]
+    if kept:
+        assert result["action"] == "kept" and "prechange-r2" in names
+        assert result["delete_deferred"].startswith("deleting the snapshot was deferred: its delta is 60.0 GiB")
+        assert result["reason"] == result["delete_deferred"]
+    else:
+        assert result["action"] == "deleted" and "prechange-r2" not in names and "delete_deferred" not in result
 
 
 def test_the_report_tells_deferred_hosts_apart_and_never_fails_them():
