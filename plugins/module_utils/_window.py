@@ -210,10 +210,10 @@ def large_delta(delta_bytes, large_gb):
     least ``large_gb``), or None. Merging a large delta loads the datastore while other hosts still change."""
     if delta_bytes is None or not large_gb or float(delta_bytes) < float(large_gb) * GIB:
         return None
+    sizes = (float(delta_bytes) / GIB, float(large_gb))
     return ("deleting the snapshot was deferred: its delta is %.1f GiB (at least %g GiB, "
             "maintenance_window_large_delta_gb) and merging it would load the storage in the window; it is kept "
-            "until it expires: delete it after the window with the prune playbook" % (float(delta_bytes) / GIB,
-                                                                                    float(large_gb)))
+            "until it expires: delete it after the window with the prune playbook" % sizes)
 
 
 def check_settings(first_batch_minutes, first_revert_minutes, large_delta_gb=LARGE_DELTA_GB):
