@@ -40,7 +40,7 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.prechange.snapshots.plugins.module_utils._capacity import CAPACITY_ACTIONS, GROWTH_ACTIONS
-from ansible_collections.prechange.snapshots.plugins.module_utils import _changeset, _window
+from ansible_collections.prechange.snapshots.plugins.module_utils import _changeset, _play_keywords, _window
 from ansible_collections.prechange.snapshots.plugins.module_utils._errors import InvalidRequest, SnapshotError
 from ansible_collections.prechange.snapshots.plugins.module_utils._inventory import resolve_target
 from ansible_collections.prechange.snapshots.plugins.module_utils._marker import (
@@ -748,6 +748,8 @@ class ActionModule(ActionBase):
             if isinstance(request, dict) and request.get("round") == this_round and not request.get("consumed") \
                     and self._this_batch(host, request, alive):
                 requests[host] = self._with_veto_answers(kind, request, hostvars.get(host) or {})
+        if kind == "snapshot" and requests and task_vars.get("__maintenance_play_keywords"):
+            results.update(self._ignored_keywords(requests, hostvars))
         environment = {}
         self._compute_environment_string(raw_environment_out=environment)
         no_log_values = set()
@@ -795,6 +797,26 @@ class ActionModule(ActionBase):
         if kind == "snapshot" and results:
             self._interim_report(task_vars, run_id, out["hosts"], started, finished)
         return out
+
+    def _ignored_keywords(self, requests, hostvars):
+        """Refuse every host, before anything is made, when the play does not run with the hosts, serial or
+        max_fail_percentage its variables ask for (set in the inventory, too late for the play: _play_keywords)."""
+        play = self._task.get_play()
+        used = {keyword: getattr(play, keyword, None) for keyword in _play_keywords.MAINTENANCE}
+        seen = {}
+        for host in requests:
+            facts = hostvars.get(host) or {}
+            seen[host] = {name: facts[name] for name in _play_keywords.MAINTENANCE.values() if name in facts}
+        found = _play_keywords.ignored(used, seen)
+        if not found:
+            return {}
+        reason, hint = found
+        refused = {}
+        for host in list(requests):
+            request = requests.pop(host)
+            refused[host] = failure(InvalidRequest(reason, hint=hint), "create", request["vm"], request.get("name"),
+                                    request.get("provider"))
+        return refused
 
     def _with_veto_answers(self, kind, request, facts):
         """A request with what the user's veto tasks answered since it was made (and what they were shown)."""

@@ -172,3 +172,27 @@ def test_a_set_whose_snapshot_fails_part_way_is_cleaned_up_and_nothing_changes(
         assert report["summary"]["left_on_platform"] == 0
     finally:
         window.cleanup(run_id)
+
+
+def test_a_serial_set_in_the_inventory_is_refused_before_anything_is_made(tmp_path, vcsim):
+    """maintenance_serial (and max_fail_percentage) in the inventory come too late for the play's keywords:
+    Ansible would run one batch of every host at 25%. The run is refused before any snapshot (read back
+    through pyvmomi), with the extra variable to pass instead; passed with -e, the same inventory runs."""
+    backend = vmware_backend(vcsim, ["DC0_H0_VM0", "DC0_H0_VM1"])
+    window = MixedWindow(tmp_path, {"web01": (backend, "DC0_H0_VM0"), "web02": (backend, "DC0_H0_VM1")},
+                         host_vars={h: {"maintenance_serial": 1, "maintenance_max_fail_percentage": 0}
+                                    for h in ("web01", "web02")}, check_fails_on="nobody")
+    run_id = "keywords-%s" % tmp_path.name[-6:]
+    result, report = window.run({"prechange_run_id": run_id})
+    assert result.returncode != 0, result.stdout[-3000:]
+    assert outcomes(report) == {"web01": "refused", "web02": "refused"}, result.stdout[-3000:]
+    host = report["hosts"][0]
+    assert ("maintenance_serial is 1 for every host, but the play runs with serial 100%; "
+            "maintenance_max_fail_percentage is 0 for every host, but the play runs with max_fail_percentage 25: "
+            in host["error"]), host["error"]
+    assert """-e '{"maintenance_serial": 1, "maintenance_max_fail_percentage": 0}'""" in host["error"], host["error"]
+    assert window.snapshots(run_id) == {"web01": [], "web02": []}
+    passed, report = window.run({"prechange_run_id": run_id + "b", "maintenance_serial": 1,
+                                 "maintenance_max_fail_percentage": 0})
+    assert passed.returncode == 0 and outcomes(report) == {"web01": "ok", "web02": "ok"}, passed.stdout[-3000:]
+    assert "2 hosts in 2 batches" in passed.stdout, passed.stdout[-3000:]
