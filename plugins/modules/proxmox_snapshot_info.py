@@ -141,8 +141,9 @@ vms:
           description:
             - What Proxmox VE reports about the snapshot's data.
             - Where its disk data shows. On directory, NFS and CIFS storages it is inside the disks'
-              RV(vms[].disks[].used_bytes), the image files' allocation. On other storages only the storage's
-              free space shows it.
+              RV(vms[].disks[].used_bytes), the image files' allocation (internal qcow2 snapshots included), so
+              the growth of a snapshot's data shows there. Other storage types give no per-volume use that counts
+              snapshot data (RV(vms[].disks[].used_bytes) is null), and only the storage's free space shows it.
             - For a snapshot with RAM, its state volume (C(vm-<vmid>-state-<snapshot>)) with the size allocated
               for it (twice the memory plus 500 MiB). On file storages also the bytes it uses.
           type: str
@@ -231,11 +232,7 @@ vms:
           type: int
           sample: 1073741824
         used_bytes:
-          description:
-            - What the disk takes on the storage now, or null.
-            - Proxmox VE reports it for image files on directory, NFS and CIFS storages (their allocation, internal
-              qcow2 snapshots included), so the growth of a snapshot's data shows here. Other storage types give
-              no per-volume use that counts snapshot data, and it is null.
+          description: What the disk takes on the storage now, or null.
           type: int
           sample: 209993728
         note:

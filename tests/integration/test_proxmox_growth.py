@@ -151,3 +151,15 @@ def test_growth_on_lvm_thin_is_not_measured_and_says_so(tmp_path, pve):
     assert _growth_row(markdown, "local-lvm").endswith(
         "| not measured | the snapshot's growth could not be measured; the growth limit was not checked |"), markdown
     assert api_snapshots("proxmox", ws.conn, "web01") == {}, result.stdout[-3000:]
+
+
+def test_a_state_volume_that_cannot_be_read_is_a_note_not_a_failure(pve):
+    backend = proxmox_backend(pve)
+    pve.pve.fail("GET", "/nodes/pve2/qemu/108/snapshot/pre-upgrade/config", status=500, message="disk on fire")
+    snaps = {s["name"]: s for s in _info(backend, "app01")["snapshots"]}
+    assert snaps["pre-upgrade"]["size_bytes"] is None
+    assert snaps["pre-upgrade"]["size_note"].endswith(
+        "; its memory state could not be read: disk on fire (HTTP 500)"), snaps
+    assert snaps["base"]["size_note"] == (
+        "the Proxmox VE API reports no size for a snapshot's disk data; storage local-lvm (lvmthin) gives no "
+        "per-volume use that counts it, only its free space shows it")
