@@ -427,7 +427,9 @@ class RealisticPve(FakePve):
                 volid = str(snap.get('vmstate') or '')
                 if not volid.startswith(name + ':'):
                     continue
-                memory = self._bytes(str(snap.get('memory') or vm.config.get('memory') or 512).split('=')[-1] + 'M')
+                # 'memory' is '[current=]<MiB>' (default 512), as get_current_memory reads it.
+                text = str(snap.get('memory') or vm.config.get('memory') or 512)
+                memory = self._bytes(text.rsplit('=', maxsplit=1)[-1] + 'M')
                 out[volid.split(':', 1)[1]] = {'content': 'images', 'format': 'raw', 'vmid': vm.vmid,
                                                'size': 2 * memory + 500 * MIB, 'ctime': int(snap.get('snaptime') or 0),
                                                'vmstate_written': memory}

@@ -255,10 +255,9 @@ GIB = 1024 ** 3
 def control(cluster, **spec):
     """The realism layer's control call, as a playbook makes it (HTTPS, API token)."""
     import requests  # pylint: disable=import-outside-toplevel
+    token = 'PVEAPIToken={0}={1}'.format(cluster.token_full_id, cluster.token_secret)
     answer = requests.post('https://{0}:{1}/_prechange/fault'.format(cluster.host, cluster.port), json=spec,
-                           headers={'Authorization': 'PVEAPIToken={0}={1}'.format(cluster.token_full_id,
-                                                                                   cluster.token_secret)},
-                           verify=cluster.cafile, timeout=30)
+                           headers={'Authorization': token}, verify=cluster.cafile, timeout=30)
     answer.raise_for_status()
     return answer.json()['data']
 
