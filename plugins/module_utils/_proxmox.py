@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 
 from ansible.module_utils.basic import env_fallback
 
-from ansible_collections.prechange.snapshots.plugins.module_utils._capacity import Capacity, DiskUsage
+from ansible_collections.prechange.snapshots.plugins.module_utils._capacity import Capacity, DiskUsage, gib
 from ansible_collections.prechange.snapshots.plugins.module_utils._errors import (
     AmbiguousVm,
     ConnectionFailed,
@@ -791,6 +791,9 @@ class ProxmoxBackend(ProxmoxCloneMixin, SnapshotBackend):
                 usage.total_bytes = _int_or_none(status[sid].get("total"))
             entry = content[sid].get(volume) or {}
             usage.used_bytes = _int_or_none(entry.get("used"))
+            if usage.used_bytes is None and entry and not usage.note:
+                usage.note = ("%s gives no per-volume use that counts snapshot data; only its free space shows "
+                              "that data" % self._storage_label(sid))
             disks.append(usage)
         memory = _int_or_none(config.get("memory"))
         vmstate = config.get("vmstatestorage")
@@ -798,11 +801,74 @@ class ProxmoxBackend(ProxmoxCloneMixin, SnapshotBackend):
                         memory_storage=vmstate or (disks[0].storage if disks else None),
                         note=None if disks else "the guest has no disks")
 
+    def _storage_label(self, sid):
+        stype = (self._storage_map().get(sid) or {}).get("type")
+        return "storage %s (%s)" % (sid, stype) if stype else "storage %s" % sid
+
     def snapshot_sizes(self, vm, snapshots):
-        # The API lists snapshots by name, parent, time and vmstate; it has no size for a snapshot's data.
-        note = ("the Proxmox VE API reports no size for a snapshot's data; the storage's free space and the disks' "
-                "use (storage, disks) are what it measures")
-        return {snap.id: (None, note) for snap in snapshots}
+        """No size: the Proxmox VE API has none for a snapshot's disk data. The note says what it does give.
+
+        What PVE reports (pve-storage src/PVE/Storage/*Plugin.pm list_images, API2/Storage/Content.pm; qemu-server
+        src/PVE/QemuConfig.pm __snapshot_save_vmstate): the content list's ``used`` ("most storage plugins do not
+        report anything useful here") is the image file's allocation (qemu-img actual-size) on file storages
+        (dir, NFS, CIFS), so a qcow2's internal snapshots are inside it but not told apart; LVM-thin, ZFS and
+        RBD give no ``used`` in the list, and their snapshot volumes (thin snap_ LVs, @snap datasets) are not
+        listed at all; only the storage's status (free space) moves with snapshot data there. A snapshot with
+        RAM has a volume of its own, ``vm-<vmid>-state-<snap>``, named in the snapshot's config (``vmstate``)
+        and listed with its size (2 x memory + 500 MiB as allocated) and, on file storages, its use. So
+        size_bytes stays null: the memory state is known, the disk data is not.
+        """
+        try:
+            config = self._config(vm)
+        except ConnectionLost:
+            raise
+        except SnapshotError as error:
+            config, problem = {}, error.reason
+        else:
+            problem = None
+        places = []
+        for _key, volume, _props in guest_volumes(vm.extra.get("type", QEMU), config):
+            sid = volume.split(":", 1)[0] if ":" in volume and not volume.startswith("/") else None
+            if sid is None:
+                continue
+            if (self._storage_map().get(sid) or {}).get("type") in FILE_STORAGE_TYPES:
+                text = "on %s it is inside the disks' used_bytes (the image files' allocation)" % (
+                    self._storage_label(sid))
+            else:
+                text = "%s gives no per-volume use that counts it, only its free space shows it" % (
+                    self._storage_label(sid))
+            if text not in places:
+                places.append(text)
+        disks = "the Proxmox VE API reports no size for a snapshot's disk data"
+        if places:
+            disks += "; " + "; ".join(places)
+        elif problem:
+            disks += " (the guest's config could not be read: %s)" % problem
+        return {snap.id: (None, disks + self._vmstate_text(vm, snap)) for snap in snapshots}
+
+    def _vmstate_text(self, vm, snap):
+        """What the API gives about a snapshot's memory state: its volume, size and (file storages) use."""
+        if not snap.memory or vm.extra.get("type") != QEMU:
+            return ""
+        path = "%s/snapshot/%s/config" % (self._guest_path(vm), snap.name)
+        volid = None
+        try:
+            volid = self._get(path).get("vmstate")
+            sid = str(volid).split(":", 1)[0]
+            entries = self._get("nodes/%s/storage/%s/content" % (vm.extra["node"], sid), vmid=vm.extra["vmid"])
+        except ConnectionLost:
+            raise
+        except Exception as error:  # pylint: disable=broad-except
+            return "; its memory state%s could not be read: %s" % (" (%s)" % volid if volid else "",
+                                                                   self._error_text(error))
+        entry = next((e for e in entries if e.get("volid") == volid), None)
+        if entry is None or _int_or_none(entry.get("size")) is None:
+            return "; its memory state is the volume %s, not listed on %s" % (volid, self._storage_label(sid))
+        text = "; its memory state is the volume %s of %s (%d bytes allocated" % (
+            volid, gib(int(entry["size"])), int(entry["size"]))
+        if _int_or_none(entry.get("used")) is not None:
+            return text + ", %d bytes used)" % int(entry["used"])
+        return text + "; its use is not reported on %s)" % self._storage_label(sid)
 
     # --- prechecks --------------------------------------------------------------------------
 

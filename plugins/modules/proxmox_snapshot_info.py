@@ -129,14 +129,28 @@ vms:
         size_bytes:
           description:
             - Bytes the snapshot's data takes now, or null where it cannot be measured.
-            - "Always null: the Proxmox VE API reports no size for a snapshot's data."
-            - RV(vms[].snapshots[].size_note) says so.
+            - Always null on Proxmox VE, because no storage plugin reports the size of a snapshot's disk data. A
+              qcow2's internal snapshots are inside the image file's allocation. LVM-thin snapshot volumes and ZFS
+              snapshots are not listed with a size.
+            - A snapshot with RAM has a state volume of its own, whose size is known. That is not the whole of
+              the snapshot's data, so it is not given here.
+            - RV(vms[].snapshots[].size_note) says what the API does give.
           type: int
-          sample: 209993728
+          sample: null
         size_note:
-          description: How RV(vms[].snapshots[].size_bytes) was measured, or why it is null.
+          description:
+            - What Proxmox VE reports about the snapshot's data.
+            - Where its disk data shows. On directory, NFS and CIFS storages it is inside the disks'
+              RV(vms[].disks[].used_bytes), the image files' allocation (internal qcow2 snapshots included), so
+              the growth of a snapshot's data shows there. Other storage types give no per-volume use that counts
+              snapshot data (RV(vms[].disks[].used_bytes) is null), and only the storage's free space shows it.
+            - For a snapshot with RAM, its state volume (C(vm-<vmid>-state-<snapshot>)) with the size allocated
+              for it (twice the memory plus 500 MiB). On file storages also the bytes it uses.
           type: str
-          sample: "allocation of the overlay file(s) /var/lib/libvirt/images/web01.before: the writes since the snapshot"
+          sample: "the Proxmox VE API reports no size for a snapshot's disk data; storage local-lvm (lvmthin) gives
+            no per-volume use that counts it, only its free space shows it; its memory state is the volume
+            local-lvm:vm-100-state-pre-patch of 4.5 GiB (4819255296 bytes allocated; its use is not reported on
+            storage local-lvm (lvmthin))"
         depth:
           description: Depth in the snapshot tree, 1 for a root snapshot.
           type: int

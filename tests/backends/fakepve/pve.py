@@ -101,6 +101,7 @@ class PveCluster(object):
             p.failures.clear()
             p.storage_errors.clear()
             p._migration_locks.clear()
+            p.reset_space()
             p.tasks.clear()
             del p.tasklog[:]
             del p.requests[:]

@@ -12,7 +12,9 @@ Extension points used (read from fakepve's source, not copied):
   subclass can wrap them;
 - ``Model.task(node, ttype, tid, user, body, vm=..., lock=..., log=...)`` runs every worker; ``body`` is an
   async callable that raises ``TaskError`` to fail the task;
-- ``FakePve._get_task(request)`` resolves a UPID for the task status and log endpoints.
+- ``FakePve._get_task(request)`` resolves a UPID for the task status and log endpoints;
+- storage: ``_volumes(storage)`` (everything on a storage), ``_item(...)`` (one content-list entry),
+  ``_content_info(v, user)`` (GET .../content/{volume}) and ``_space(store)`` (total, used, avail).
 """
 
 import asyncio
@@ -26,6 +28,13 @@ from fakepve import FakePve, PveError, TaskError
 # The request being served while its handler starts a worker: (operation, values). A context variable,
 # because fakepve copies the context into the asyncio task that runs the worker.
 _OPERATION = contextvars.ContextVar('prechange_pve_operation', default=None)
+
+GIB = 1024 ** 3
+MIB = 1024 ** 2
+# Storage types whose volumes are files: PVE::Storage::Plugin::list_images (dir, NFS, CIFS) reports each
+# file's 'used' from `qemu-img info` "actual-size", i.e. the file's allocation on the host, internal qcow2
+# snapshots' clusters included (pve-storage src/PVE/Storage/Plugin.pm, list_images and file_size_info).
+FILE_TYPES = ('dir', 'nfs', 'cifs')
 
 QEMU_TASKS = {'qmsnapshot': 'snapshot', 'qmdelsnapshot': 'delete', 'qmrollback': 'rollback'}
 LXC_TASKS = {'vzsnapshot': 'snapshot', 'vzdelsnapshot': 'delete', 'vzrollback': 'rollback'}
@@ -54,6 +63,14 @@ class RealisticPve(FakePve):
         self._migration_locks = {}
         # Scenario: storage errors a delete meets (vmid -> message); see fail_snapshot_storage().
         self.storage_errors = {}
+        # Space on the storages (see "space" below): what each volume took before any snapshot data, and
+        # the copy-on-write data each snapshot holds, per volume.
+        self.base_used = {}  # volid -> bytes (default: an eighth of the disk's size)
+        self.held = {}  # (vmid, snapshot) -> {volid: bytes}
+
+    def reset_space(self):
+        self.base_used.clear()
+        self.held.clear()
 
     # ------------------------------------------------------------ helpers
 
@@ -192,7 +209,13 @@ class RealisticPve(FakePve):
                 vm.snapshots.pop(name, None)
                 self._set_lock(vm, None)
             # fakepve commits (no await before it, so nothing can slip in between).
-            return await original()
+            result = await original()
+            snap = vm.snapshots.get(name) or {}
+            if snap.get('vmstate'):
+                # Fix: fakepve names the state volume 'local:vm-<id>-state-<snap>' whatever the VM's storages
+                # are, and allocates nothing. PVE allocates it as a volume of its own (see _vmstate_volumes).
+                snap['vmstate'] = self._vmstate_volid(vm, name)
+            return result
 
         async def delete():
             return await self._with_migration_lock(vm.vmid, lambda: self._delete_steps(vm, values, original))
@@ -223,11 +246,13 @@ class RealisticPve(FakePve):
             raise TaskError(problem)
         guest.snapshots[name].pop('snapstate', None)
         self._set_lock(guest, None)
+        parent = guest.snapshots[name].get('parent')
         note = None
         if problem:
             note = 'WARN: {0} (ignored: force)'.format(problem)
         # For containers fakepve's own body pauses ct_secs['delsnapshot'] with the lock held.
         await original()
+        self._release_held(guest, name, parent)
         return note
 
     async def _qemu_rollback_steps(self, vm, values, original):
@@ -237,6 +262,7 @@ class RealisticPve(FakePve):
             return await original()
         self._refuse_zfs_rollback(vm, name)
         with_ram = bool(snap.get('vmstate'))
+        parent = vm.config.get('parent')
         self._set_lock(vm, 'rollback')
         # PVE stops the VM before it rolls the disks back.
         vm.status = vm.qmpstatus = 'stopped'
@@ -245,6 +271,7 @@ class RealisticPve(FakePve):
         finally:
             self._set_lock(vm, None)
         note = await original()
+        self._rolled_back(vm, name, parent)
         # fakepve copies the snapshot's 'vmstate' into the live config; PVE never keeps it there.
         vm.config.pop('vmstate', None)
         if with_ram:
@@ -287,9 +314,13 @@ class RealisticPve(FakePve):
         async def rollback():
             async def steps():
                 snap = ct.snapshots.get(values.get('snapname'))
+                parent = ct.config.get('parent')
                 if snap is not None and not snap.get('snapstate') and not ct.lock:
                     self._refuse_zfs_rollback(ct, values.get('snapname'))
-                return await original()
+                result = await original()
+                if snap is not None:
+                    self._rolled_back(ct, values.get('snapname'), parent)
+                return result
             return await self._with_migration_lock(ct.vmid, steps)
         return {'snapshot': snapshot, 'delete': delete, 'rollback': rollback}[operation]
 
@@ -321,6 +352,171 @@ class RealisticPve(FakePve):
         if self._skiplock_unlock(ct, v, user):
             return None
         return await super()._lxc_config_put(user, v)
+
+    # --------------------------------------------------------------- space
+    #
+    # Fix: in fakepve 0.5.0 no storage space moves with snapshots: the content list carries no 'used', a RAM
+    # snapshot allocates no state volume, and a storage's status counts only provisioned sizes of volumes
+    # made through the API. Growth between a snapshot and the decision (issue 12) cannot be tested on it.
+    # What PVE really reports (pve-storage at 0c56bad8, qemu-server at e6352be6):
+    # - GET /nodes/{node}/storage/{storage}/content (API2/Storage/Content.pm, "Used space. Please note that
+    #   most storage plugins do not report anything useful here."): each plugin's list_images decides.
+    #   dir/NFS/CIFS (Storage/Plugin.pm) give 'used' = qemu-img "actual-size", the image file's allocation,
+    #   so a qcow2's internal snapshots (their copy-on-write clusters) are in it. LVM-thin
+    #   (LvmThinPlugin.pm) and LVM give only the LV size, and the thin snapshot LVs (snap_<vol>_<snap>) are
+    #   not listed; ZFS (ZFSPoolPlugin.pm zfs_list_zvol: volsize/refquota) and RBD (rbd ls -l) give no
+    #   'used' either.
+    # - GET .../content/{volume} (volume_size_info): file storages the same actual-size; LVM and LVM-thin a
+    #   constant 0; ZFS 'usedbydataset', which leaves out what the dataset's snapshots hold; RBD 'rbd du'.
+    # - GET .../storage/{storage}/status: LVM-thin the thin pool's data_percent of its size (snapshot LVs'
+    #   data included), ZFS the pool's free/used, dir the file system's df: all move with snapshot data.
+    # - A snapshot with RAM (QemuConfig.pm __snapshot_save_vmstate) allocates a raw volume
+    #   'vm-<vmid>-state-<snap>' ('.raw' and '<vmid>/' on file storages) of 2 x memory + 500 MiB on the
+    #   storage find_vmstate_storage picks (vmstatestorage, else a shared storage of the VM's disks, else a
+    #   local one, file storages preferred, else 'local'); deleting the snapshot frees it
+    #   (__snapshot_delete_vmstate_file).
+    # The model below: a volume takes base_used (default an eighth of its size) plus what its snapshots
+    # hold; guest_write() is the guest overwriting data after a snapshot, so copy-on-write keeps the old
+    # blocks for the newest snapshot (up to the disk's size and the storage's free space); a rollback to
+    # that snapshot drops the new data, deleting it frees what it held (handed to its parent snapshot when
+    # there is one, as if the data was already there then). A state volume takes the VM's memory (the RAM
+    # savevm wrote), not all of its 2 x memory + 500 MiB.
+
+    @staticmethod
+    def _bytes(text):
+        text = str(text or '0').strip().upper()
+        units = {'K': 1024, 'M': MIB, 'G': GIB, 'T': 1024 * GIB}
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(text) if text.isdigit() else 0
+
+    def _disks(self, guest):
+        """[(config key, volid, size in bytes)] of the guest's disks (QEMU drives, rootfs/mpN)."""
+        wanted = set(self._disk_volumes(guest))
+        out = []
+        for key, value in guest.config.items():
+            parts = str(value).split(',')
+            volid = parts[0][len('volume='):] if parts[0].startswith('volume=') else parts[0]
+            if volid in wanted:
+                size = [p[len('size='):] for p in parts[1:] if p.startswith('size=')]
+                out.append((key, volid, self._bytes(size[0] if size else 0)))
+        return out
+
+    def _vmstate_volid(self, vm, name):
+        """The volume PVE allocates for a RAM snapshot (find_vmstate_storage, __snapshot_save_vmstate)."""
+        target = vm.config.get('vmstatestorage')
+        if not target:
+            shared = local = None
+            for sid in sorted({v.split(':', 1)[0] for v in self._disk_volumes(vm)}):
+                scfg = self.storages.get(sid) or {}
+                if scfg.get('shared'):
+                    shared = sid if shared is None or scfg.get('path') else shared
+                else:
+                    local = sid if local is None or scfg.get('path') else local
+            target = shared or local or 'local'
+        volname = 'vm-{0}-state-{1}'.format(vm.vmid, name)
+        if (self.storages.get(target) or {}).get('path'):
+            volname = '{0}/{1}.raw'.format(vm.vmid, volname)
+        return '{0}:{1}'.format(target, volname)
+
+    def _vmstate_volumes(self, name):
+        """The RAM snapshots' state volumes on this storage: {volname: volume record}."""
+        out = {}
+        for vm in self.vms:
+            for snap in vm.snapshots.values():
+                volid = str(snap.get('vmstate') or '')
+                if not volid.startswith(name + ':'):
+                    continue
+                # 'memory' is '[current=]<MiB>' (default 512), as get_current_memory reads it.
+                text = str(snap.get('memory') or vm.config.get('memory') or 512)
+                memory = self._bytes(text.rsplit('=', maxsplit=1)[-1] + 'M')
+                out[volid.split(':', 1)[1]] = {'content': 'images', 'format': 'raw', 'vmid': vm.vmid,
+                                               'size': 2 * memory + 500 * MIB, 'ctime': int(snap.get('snaptime') or 0),
+                                               'vmstate_written': memory}
+        return out
+
+    def _volumes(self, name):
+        out = super()._volumes(name)
+        out.update(self._vmstate_volumes(name))
+        return out
+
+    def _held_on(self, volid):
+        return sum(held.get(volid, 0) for held in self.held.values())
+
+    def _allocation(self, sid, volname, vol):
+        """Bytes the volume takes on its storage now."""
+        if 'vmstate_written' in vol:
+            return vol['vmstate_written']
+        size = int(vol.get('size') or 0)
+        if vol.get('content') not in ('images', 'rootdir') or (self.storages.get(sid) or {}).get('type') == 'lvm':
+            return size  # thick LVM, ISOs, templates, backups: all of it
+        volid = '{0}:{1}'.format(sid, volname)
+        return self.base_used.get(volid, size // 8) + self._held_on(volid)
+
+    def _item(self, name, volname, vol):
+        item = super()._item(name, volname, vol)
+        item.pop('used', None)
+        if (self.storages.get(name) or {}).get('type') in FILE_TYPES and vol.get('content') in ('images', 'rootdir'):
+            item['used'] = self._allocation(name, volname, vol)
+        return item
+
+    async def _content_info(self, v, user):
+        data = await super()._content_info(v, user)
+        sid, volname = self._volume_target(v)[:2]
+        vol = self._find_volume(sid, volname) or {}
+        kind = (self.storages.get(sid) or {}).get('type')
+        if kind in FILE_TYPES:
+            data['used'] = self._allocation(sid, volname, vol)
+        elif kind in ('lvm', 'lvmthin'):
+            data['used'] = 0
+        elif kind == 'zfspool':
+            # usedbydataset: without what the dataset's snapshots hold.
+            data['used'] = self._allocation(sid, volname, vol) - self._held_on('{0}:{1}'.format(sid, volname))
+        return data
+
+    def _space(self, store):
+        name = next((n for n, s in self.storages.items() if s is store), None)
+        if name is None:
+            return super()._space(store)
+        total = store.setdefault('total', super()._space(store)[0])
+        used = sum(self._allocation(name, volname, vol) for volname, vol in self._volumes(name).items())
+        return total, used, max(total - used, 0)
+
+    def guest_write(self, vmid, nbytes, disk=None):
+        """Test hook: the guest overwrites ``nbytes`` of its data on each disk (or on ``disk``, e.g. 'scsi0').
+
+        With a snapshot, copy-on-write keeps the old blocks for the newest snapshot: the volume takes more,
+        up to the disk's size and the storage's free space. Without one the data is rewritten in place and
+        nothing grows. Returns {volid: bytes grown}.
+        """
+        guest = self.guest(int(vmid))
+        parent = guest.config.get('parent')
+        grown = {}
+        for key, volid, size in self._disks(guest):
+            if disk and key != disk:
+                continue
+            if not parent:
+                grown[volid] = 0
+                continue
+            held = self.held.setdefault((guest.vmid, parent), {})
+            sid = volid.split(':', 1)[0]
+            free = self._space(self.storages[sid])[2] if sid in self.storages else 0
+            more = max(0, min(int(nbytes), size - held.get(volid, 0), free))
+            held[volid] = held.get(volid, 0) + more
+            grown[volid] = more
+        return grown
+
+    def _rolled_back(self, guest, name, parent):
+        if name == parent:
+            # The data written since the snapshot is dropped; the blocks it kept are the live ones again.
+            self.held.pop((guest.vmid, name), None)
+
+    def _release_held(self, guest, name, parent):
+        held = self.held.pop((guest.vmid, name), None) or {}
+        if parent and parent in guest.snapshots:
+            keep = self.held.setdefault((guest.vmid, parent), {})
+            for volid, amount in held.items():
+                keep[volid] = keep.get(volid, 0) + amount
 
     # ------------------------------------------------------------- listing
 
@@ -401,6 +597,9 @@ class RealisticPve(FakePve):
             self.failures.clear()
             self.storage_errors.clear()
             return 'cleared'
+        if op == 'write':
+            # The guest writes after the snapshot (see guest_write): the change of a growth test.
+            return self.guest_write(vmid, int(args['bytes']), disk=args.get('disk'))
         if op == 'state':
             guest = self.guest(vmid)
             return {'status': guest.status, 'lock': guest.config.get('lock'),

@@ -244,3 +244,81 @@ def test_parallel_clients_on_many_guests(pve):
     for t in threads:
         t.join()
     assert not errors
+
+
+# --- space: what PVE's storage API reports about volumes, snapshot data and RAM state (realism.py "space") ---
+
+MIB = 1024 ** 2
+GIB = 1024 ** 3
+
+
+def control(cluster, **spec):
+    """The realism layer's control call, as a playbook makes it (HTTPS, API token)."""
+    import requests  # pylint: disable=import-outside-toplevel
+    token = 'PVEAPIToken={0}={1}'.format(cluster.token_full_id, cluster.token_secret)
+    answer = requests.post('https://{0}:{1}/_prechange/fault'.format(cluster.host, cluster.port), json=spec,
+                           headers={'Authorization': token}, verify=cluster.cafile, timeout=30)
+    answer.raise_for_status()
+    return answer.json()['data']
+
+
+def volume(api, node, sid, volid):
+    vmid = int(volid.split(':', 1)[1].split('vm-', 1)[1].split('-', 1)[0])
+    return [v for v in api.nodes(node).storage(sid).content.get(vmid=vmid) if v['volid'] == volid]
+
+
+def test_file_storage_reports_the_qcow2_allocation_and_copy_on_write_moves_it(pve):
+    api = ticket_api(pve)
+    vol, store, vm = 'local:104/vm-104-disk-0.qcow2', api.nodes('pve2').storage('local'), api.nodes('pve2').qemu(104)
+
+    def used():
+        return volume(api, 'pve2', 'local', vol)[0]['used']
+    base, free = used(), store.status.get()['avail']
+    assert base > 0 and store.content(vol).get()['used'] == base
+    # Without a snapshot an overwrite rewrites in place: nothing grows.
+    assert control(pve, op='write', vmid=104, bytes=64 * MIB) == {vol: 0}
+    assert used() == base
+    assert wait(api, 'pve2', vm.snapshot.post(snapname='s1'))['exitstatus'] == 'OK'
+    assert control(pve, op='write', vmid=104, bytes=64 * MIB) == {vol: 64 * MIB}
+    assert used() == base + 64 * MIB == store.content(vol).get()['used']
+    status = store.status.get()
+    assert status['avail'] == free - 64 * MIB and status['used'] + status['avail'] == status['total']
+    # A rollback drops what was written since; writing again grows again; the copies are capped at the disk.
+    assert wait(api, 'pve2', vm.snapshot('s1').rollback.post())['exitstatus'] == 'OK'
+    assert used() == base and store.status.get()['avail'] == free
+    control(pve, op='write', vmid=104, bytes=1024 * GIB)
+    assert used() == base + 16 * GIB
+    # Deleting the snapshot frees what it held.
+    assert wait(api, 'pve2', vm.snapshot('s1').delete())['exitstatus'] == 'OK'
+    assert used() == base and store.status.get()['avail'] == free
+
+
+def test_thin_and_zfs_volumes_report_no_used_but_the_pool_moves(pve):
+    api = ticket_api(pve)
+    for node, vmid, sid, vol in (('pve1', 100, 'local-lvm', 'local-lvm:vm-100-disk-0'),
+                                 ('pve3', 102, 'local-zfs', 'local-zfs:vm-102-disk-0')):
+        store = api.nodes(node).storage(sid)
+        info, free = store.content(vol).get()['used'], store.status.get()['avail']
+        assert 'used' not in volume(api, node, sid, vol)[0]
+        assert wait(api, node, api.nodes(node).qemu(vmid).snapshot.post(snapname='s1'))[
+            'exitstatus'] == 'OK'
+        assert control(pve, op='write', vmid=vmid, bytes=64 * MIB) == {vol: 64 * MIB}
+        assert 'used' not in volume(api, node, sid, vol)[0]
+        # LVM(-thin): volume info says 0; ZFS: usedbydataset, without what the snapshot holds.
+        assert store.content(vol).get()['used'] == info == (0 if sid == 'local-lvm' else info)
+        assert store.status.get()['avail'] == free - 64 * MIB
+
+
+def test_ram_snapshot_allocates_a_state_volume_and_delete_frees_it(pve):
+    api = ticket_api(pve)
+    vm, store = api.nodes('pve1').qemu(100), api.nodes('pve1').storage('local-lvm')
+    free = store.status.get()['avail']
+    assert wait(api, 'pve1', vm.snapshot.post(snapname='r1', vmstate=1))['exitstatus'] == 'OK'
+    state = 'local-lvm:vm-100-state-r1'
+    assert vm.snapshot('r1').config.get()['vmstate'] == state
+    # 2 x memory (2048 MiB) + 500 MiB, as qemu-server sizes it; what savevm wrote (the RAM) is taken.
+    assert volume(api, 'pve1', 'local-lvm', state) == [
+        dict(volume(api, 'pve1', 'local-lvm', state)[0], size=(2 * 2048 + 500) * MIB, vmid=100, format='raw')]
+    assert store.status.get()['avail'] == free - 2048 * MIB
+    assert wait(api, 'pve1', vm.snapshot('r1').delete())['exitstatus'] == 'OK'
+    assert volume(api, 'pve1', 'local-lvm', state) == [] and store.status.get()['avail'] == free

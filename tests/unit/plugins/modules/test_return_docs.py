@@ -22,7 +22,7 @@ PROVIDER_WORDED = {
     "vm.name", "vm.id", "snapshot.id", "snapshot.created", "snapshot.current", "snapshot.memory",
     "snapshot.quiesced", "snapshot.power_state",
     # How a snapshot's size is measured differs by platform (issue 12).
-    "snapshot.size_bytes",
+    "snapshot.size_bytes", "snapshot.size_note",
 }
 
 
