@@ -68,6 +68,7 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._retention imp
     RETENTION_TIERS,
     append_audit,
     audit_entries,
+    prune_summary,
     read_audit,
 )
 from ansible_collections.prechange.snapshots.plugins.module_utils._rehearsal import step as rehearse_step
@@ -1115,10 +1116,11 @@ class ActionModule(ActionBase):
             for other in mine.get("others") or []:
                 shown += other.get("candidates") or []
             return {"revert_or_prune_veto_candidates": shown}
-        return self._pruned_facts(mine)
+        return self._pruned_facts(mine, bool(self._task.check_mode))
 
     @staticmethod
-    def _pruned_facts(mine):
+    def _pruned_facts(mine, check_mode=False):
         return {"revert_or_prune_pruned": {"deleted": mine.get("deleted") or [], "held": mine.get("held") or [],
                                            "vetoed": mine.get("vetoed") or [], "retained": mine.get("retained") or [],
-                                           "others": mine.get("others") or []}}
+                                           "others": mine.get("others") or [],
+                                           "summary": prune_summary(mine, check_mode)}}

@@ -310,3 +310,30 @@ def audit_entries(kind, result, request, who, run_id, now=None):
                                      run_id, now)
         return entries
     return []
+
+
+def prune_summary(result, check_mode=False):
+    """A prune result (``_workflow._prune_vm``, with the ``others`` of an endpoint sweep) as console lines:
+    what was deleted (or would be, in check mode), kept by the retention policy, vetoed, or held by a live run."""
+    lines = []
+    for entry in [result] + list(result.get("others") or []):
+        vm = (entry.get("vm") or {}).get("name") or "?"
+        parts = []
+        deleted = entry.get("deleted") or []
+        if deleted:
+            parts.append("%s %d: %s" % ("would delete" if check_mode else "deleted", len(deleted), ", ".join(
+                "%s (%s)" % (s.get("name"), (s.get("owner") or {}).get("ticket") or "no ticket") for s in deleted)))
+        retained_ = entry.get("retained") or []
+        if retained_:
+            parts.append("kept by the retention policy %d: %s" % (len(retained_), ", ".join(
+                "%s (%s)" % (s.get("name"), ", ".join(s.get("rules") or [])) for s in retained_)))
+        vetoed = entry.get("vetoed") or []
+        if vetoed:
+            parts.append("vetoed %d: %s" % (len(vetoed), "; ".join(
+                "%s (%s)" % (s.get("name"), s.get("reason")) for s in vetoed)))
+        held = entry.get("held") or []
+        if held:
+            parts.append("held by a live run %d: %s" % (len(held), ", ".join(
+                "%s (run %s until %s)" % (s.get("name"), s.get("run"), s.get("lease")) for s in held)))
+        lines.append("VM %s: %s" % (vm, "; ".join(parts) if parts else "nothing to prune"))
+    return lines

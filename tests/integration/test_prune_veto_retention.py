@@ -191,6 +191,12 @@ def test_prune_honours_retention_and_both_vetoes_and_check_mode_predicts_it(prov
                         % platform_name(backend, vm1) in check.stdout, "check mode does not show the command's veto")
         findings.expect("was not pruned: vetoed by revert_or_prune_veto_tasks_file: backup pending" in check.stdout,
                         "check mode does not show the tasks' veto")
+        # The console's summary line per VM (without -v): what would go, what the policy keeps, what was vetoed.
+        # (d0 has not expired: no candidate, so not listed as kept by the policy.)
+        findings.expect(re.search(r"VM %s: would delete 1: %s-d2 \(CHG-RET\); kept by the retention policy 1: "
+                                  r"%s-d1 \(daily [-0-9]+\); vetoed 1: %s-d3 \(vetoed by revert_or_prune_veto_tasks_file"
+                                  % (re.escape(platform_name(backend, vm2)), tag, tag, tag), check.stdout),
+                        "check mode's summary does not say what would be deleted, kept and vetoed")
         findings.done(check.stdout)
 
         real = ws.run("prechange.snapshots.prune", extra)

@@ -253,3 +253,18 @@ def test_monthly_tier_reaches_back_to_the_newest_months_that_have_a_snapshot():
     snaps = _points(("a", timedelta(days=70), {}), ("b", timedelta(days=40), {}), ("c", timedelta(days=1), {}),
                     ("d", timedelta(days=2), {}))
     assert sorted(rt.retained(snaps, rt.Retention(monthly=2))) == ["b", "c"]
+
+
+def test_the_prune_summary_says_per_vm_what_went_what_the_policy_kept_and_what_was_vetoed_or_held():
+    result = {"vm": {"name": "web01"},
+              "deleted": [{"name": "s1", "owner": {"ticket": "CHG-1"}}, {"name": "s2", "owner": {}}],
+              "retained": [{"name": "s3", "rules": ["last 2 (#1)", "daily 2026-12-05"]}],
+              "vetoed": [{"name": "s4", "reason": "vetoed by revert_or_prune_veto_command (exit 3): hold"}],
+              "held": [{"name": "s5", "run": "r9", "lease": "2026-12-06T02:00:00Z"}],
+              "others": [{"vm": {"name": "db01"}, "deleted": []}]}
+    assert rt.prune_summary(result, check_mode=True) == [
+        "VM web01: would delete 2: s1 (CHG-1), s2 (no ticket); kept by the retention policy 1: s3 (last 2 (#1), "
+        "daily 2026-12-05); vetoed 1: s4 (vetoed by revert_or_prune_veto_command (exit 3): hold); held by a live run "
+        "1: s5 (run r9 until 2026-12-06T02:00:00Z)",
+        "VM db01: nothing to prune"]
+    assert rt.prune_summary({"vm": {"name": "web01"}, "deleted": [{"name": "s1"}]})[0] == "VM web01: deleted 1: s1 (no ticket)"
