@@ -90,7 +90,13 @@ def outcome(clone, change_failed=False, change_error=None, verdict=None, keep_fa
     else:
         passed, reason = True, "the change and the checks passed on the clone"
     keep = bool(keep_failed) and not passed
+    if change_failed and not error:
+        detail = ": ".join(str(v) for v in ((change_error or {}).get("task"), (change_error or {}).get("msg")) if v)
+    else:
+        detail = "; ".join(failures) if not error else ""
     return {
+        # The verdict in one line, with what failed (the guard role fails the host with it).
+        "summary": "%s%s" % (reason, " (%s)" % detail if detail else ""),
         "passed": passed,
         "go_on": passed,
         "reason": reason,

@@ -120,3 +120,11 @@ def test_the_guard_roles_rehearsal_plan_names_guard_variables():
     assert "maintenance_rehearse_network is empty" in out["msg"]
     with pytest.raises(InvalidRequest):
         rehearsal.plan("h1", "web01", "libvirt", "s", "r1", network="iso", settings="mine")
+
+
+def test_the_summary_says_what_failed_on_the_clone():
+    out = rehearsal.outcome(CLONE, change_failed=True, change_error={"task": "Upgrade", "msg": "exit 3"})
+    assert out["summary"] == "the change failed on the clone (Upgrade: exit 3)"
+    assert rehearsal.outcome(CLONE, verdict={"passed": False, "failures": ["HTTP 500", "disk"]})["summary"] == \
+        "the checks failed on the clone (HTTP 500; disk)"
+    assert rehearsal.outcome(CLONE, verdict={"passed": True})["summary"] == "the change and the checks passed on the clone"
