@@ -482,8 +482,8 @@ class LibvirtCloneMixin(object):
             gone = [t for t in then if t not in [d["target"] for d in layout.disks]]
             if gone:
                 raise PrecheckFailed(
-                    "disk %s, which the VM had at snapshot '%s', is no longer attached" % (", ".join(gone),
-                                                                                              snapshot.name),
+                    "disk %s, which the VM had at snapshot '%s', is no longer attached"
+                    % (", ".join(gone), snapshot.name),
                     hint="Attach it again, or clone from a snapshot taken with the VM's current disks")
             layout.disks = [d for d in layout.disks if d["target"] in then]
             config = "its configuration (memory, vCPUs, devices) as stored in the snapshot"

@@ -114,4 +114,3 @@ def test_libvirt_clone_host_variable_wins_over_module_defaults(libvirtd, libvirt
         assert name not in _libvirt_names(libvirtd)
     finally:
         module_result("libvirt_clone", {"uri": libvirtd, "name": name, "state": "absent"}, tmp_path)
-

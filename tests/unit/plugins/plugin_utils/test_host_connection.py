@@ -25,14 +25,14 @@ def test_module_args_order(value):
     host = {"inventory_hostname": "web", "prechange_libvirt_uri": value}
     # ansible-core merged module_defaults into the task's arguments: the host's variable replaces that default.
     got = module_args(Task, Templar, host, "libvirt", "libvirt_clone",
-                         {"uri": "test:///default", "timeout": 5, "name": "c"}, options)
+                      {"uri": "test:///default", "timeout": 5, "name": "c"}, options)
     assert got == {"uri": value, "timeout": 5, "name": "c"}
     # An explicit argument wins.
     got = module_args(Task, Templar, host, "libvirt", "libvirt_clone", {"uri": "qemu:///session", "name": "c"},
-                         options)
+                      options)
     assert got["uri"] == "qemu:///session"
     # Without a host variable, module_defaults apply; an inventory plugin's ansible_libvirt_uri counts as one.
     assert module_args(Task, Templar, {"inventory_hostname": "web"}, "libvirt", "libvirt_clone", {"name": "c"},
-                          options)["uri"] == "test:///default"
+                       options)["uri"] == "test:///default"
     assert module_args(Task, Templar, {"inventory_hostname": "web", "ansible_libvirt_uri": value}, "libvirt",
-                          "libvirt_clone", {"name": "c"}, options, explicit=True)["uri"] == value
+                       "libvirt_clone", {"name": "c"}, options, explicit=True)["uri"] == value
