@@ -182,15 +182,12 @@ GUARD_CHECKS = """---
 """
 
 
-def test_guard_role_rehearsal_whose_change_breaks_the_checks_leaves_the_real_vm_unchanged(tmp_path, libvirtd,
-                                                                                          libvirt_guest):
-    vm = libvirt_guest("blank", start=True).name
-    clone = vm + "-rh"
+def _guard(tmp_path, libvirtd, vm, clone, checks=GUARD_CHECKS):
     work = tmp_path
     (work / "changes.log").write_text("")
     fill = {"work": work, "vm": vm, "clone": clone, "uri": libvirtd}
     (work / "change.yml").write_text(GUARD_CHANGE % fill)
-    (work / "checks.yml").write_text(GUARD_CHECKS % fill)
+    (work / "checks.yml").write_text(checks % fill)
     (work / "play.yml").write_text(GUARD_PLAY % fill)
     wrapper = work / "clone-python"
     wrapper.write_text("#!/bin/sh\nPRECHANGE_ON=clone exec %s \"$@\"\n" % sys.executable)
@@ -199,7 +196,6 @@ def test_guard_role_rehearsal_whose_change_breaks_the_checks_leaves_the_real_vm_
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
         "prechange_provider": "libvirt", "prechange_vm": vm, "prechange_libvirt_uri": libvirtd}}}}
     (work / "inventory.json").write_text(json.dumps(inventory))
-    title_before = _virsh(libvirtd, "desc", vm, "--title").strip()
     extra = {"guard_rehearse": True, "guard_change_tasks": str(work / "change.yml"),
              "guard_check_tasks": str(work / "checks.yml"), "guard_rehearse_clone_name": clone,
              "guard_rehearse_connection": {"ansible_connection": "local", "ansible_python_interpreter": str(wrapper)},
@@ -208,10 +204,19 @@ def test_guard_role_rehearsal_whose_change_breaks_the_checks_leaves_the_real_vm_
                         "-i", str(work / "inventory.json"), "-e", json.dumps(extra)], env=ansible_env(),
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=1200,
                        check=False)
-    assert (work / "guard.json").exists(), p.stdout[-4000:]
-    said = json.loads((work / "guard.json").read_text())
+    said = json.loads((work / "guard.json").read_text()) if (work / "guard.json").exists() else None
+    return p, said, (work / "changes.log").read_text().split()
+
+
+def test_guard_role_rehearsal_whose_change_breaks_the_checks_leaves_the_real_vm_unchanged(tmp_path, libvirtd,
+                                                                                          libvirt_guest):
+    vm = libvirt_guest("blank", start=True).name
+    clone = vm + "-rh"
+    title_before = _virsh(libvirtd, "desc", vm, "--title", "--config").strip()
+    p, said, changes = _guard(tmp_path, libvirtd, vm, clone)
+    assert said is not None, p.stdout[-4000:]
     # The change ran on the clone only, and its checks failed there.
-    assert (work / "changes.log").read_text().split() == ["clone"], p.stdout[-4000:]
+    assert changes == ["clone"], p.stdout[-4000:]
     assert said["failed"] is True and said["rehearsal"]["passed"] is False, said
     assert said["rehearsal"]["reason"] == "the checks failed on the clone", said
     assert said["result"] == "deleted", said
@@ -219,7 +224,20 @@ def test_guard_role_rehearsal_whose_change_breaks_the_checks_leaves_the_real_vm_
     assert said["msg"].endswith("the change never reached the VM, and its snapshot '%s' was deleted"
                                 % said["rehearsal"]["clone"]["source"]["snapshot"]), said
     # Read back from libvirt: the real VM is as it was (its title, running, no snapshot left); the clone is gone.
-    assert _virsh(libvirtd, "desc", vm, "--title").strip() == title_before != "changed-by-the-change"
+    assert _virsh(libvirtd, "desc", vm, "--title", "--config").strip() == title_before != "changed-by-the-change"
     assert _virsh(libvirtd, "domstate", vm).strip() == "running"
     assert _virsh(libvirtd, "snapshot-list", vm, "--name").split() == []
     assert clone not in _virsh(libvirtd, "list", "--all", "--name").split()
+
+
+def test_guard_role_rehearsal_that_passes_lets_the_change_reach_the_real_vm(tmp_path, libvirtd, libvirt_guest):
+    vm = libvirt_guest("blank", start=True).name
+    clone = vm + "-rh"
+    p, said, changes = _guard(tmp_path, libvirtd, vm, clone, checks="---\n- name: No checks of mine\n"
+                                                                    "  ansible.builtin.meta: noop\n")
+    assert p.returncode == 0 and said is None, p.stdout[-4000:]
+    assert changes == ["clone", "real"], p.stdout[-4000:]
+    # Read back from libvirt: the real VM has the change, the clone is gone, the snapshot was deleted.
+    assert _virsh(libvirtd, "desc", vm, "--title", "--config").strip() == "changed-by-the-change"
+    assert clone not in _virsh(libvirtd, "list", "--all", "--name").split()
+    assert _virsh(libvirtd, "snapshot-list", vm, "--name").split() == []
