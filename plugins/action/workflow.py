@@ -91,7 +91,15 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._workflow impo
     settle_decision,
     verb_for,
 )
-from ansible_collections.prechange.snapshots.plugins.plugin_utils._in_process import _environment
+from ansible_collections.prechange.snapshots.plugins.plugin_utils._host_connection import (
+    connection_options,
+    connection_var_names,
+    connection_vars,
+    inventory_vars,
+    module_args,
+    module_defaults,
+)
+from ansible_collections.prechange.snapshots.plugins.plugin_utils._in_process import _environment, run_in_process
 
 display = Display()
 
@@ -105,9 +113,6 @@ PROVIDERS = {
 REQUEST_VERBS = {"snapshot": "create", "settle": "revert or delete", "lookup": "find", "prune": "prune"}
 POWER_STATES = ("recorded", "snapshot", "running", "paused", "stopped")
 FACT = "__prechange_%s_request"
-# Host variables of inventory plugins that say which VM a host is (read by _inventory.resolve_target).
-INVENTORY_VARS = frozenset(("ansible_libvirt_uri", "xml_desc", "config", "config.uuid", "config.instanceUuid",
-                            "ansible_product_uuid", "group_names"))
 
 
 def provider_module(provider):
@@ -156,6 +161,9 @@ class ActionModule(ActionBase):
         step, kind = self._task.args.get("step"), self._task.args.get("kind")
         if step in ("start", "report", "window"):
             result.update(getattr(self, "_" + step)(task_vars))
+            return result
+        if step == "rehearse" and self._task.args.get("rehearsal") == "clone":
+            result.update(self._rehearse_clone(task_vars))
             return result
         if step == "rehearse":
             result.update(rehearse_step(self._task.args, task_vars.get("inventory_hostname")))
@@ -537,35 +545,17 @@ class ActionModule(ActionBase):
 
     def _inventory_vars(self, task_vars):
         """The host variables inventory plugins set that say which VM a host is (see _inventory.py), templated."""
-        found = {}
-        for name in task_vars:
-            if name in INVENTORY_VARS or name.endswith(("vmid", "node", "vmtype")):
-                try:
-                    found[name] = self._templar.template(task_vars[name])
-                except AnsibleError:
-                    continue  # a user's own variable of that name that does not render is no plugin's
-        facts = task_vars.get("ansible_facts")
-        if isinstance(facts, dict) and facts.get("product_uuid") is not None:
-            found["ansible_facts"] = {"product_uuid": self._templar.template(facts["product_uuid"])}
-        return found
+        return inventory_vars(task_vars, self._templar)
 
     def _connection_vars(self, provider, task_vars):
         """``prechange_<provider>_<option>`` variables, templated, as module option names."""
-        prefix = "prechange_%s_" % provider
         spec, _kwargs = provider_spec(provider)
-        found = {}
-        for name in list(task_vars):
-            if not name.startswith(prefix):
-                continue
-            option = name[len(prefix):]
+        for option, name in sorted(connection_var_names(provider, task_vars).items()):
             if option not in spec:
                 raise InvalidRequest("unknown connection variable %s" % name,
                                      hint="Use prechange_%s_<option> with an option of prechange.snapshots.%s_snapshot"
                                           " (%s)" % (provider, provider, ", ".join(sorted(spec))))
-            value = self._templar.template(task_vars[name])
-            if value is not None:
-                found[option] = value
-        return found
+        return connection_vars(provider, task_vars, self._templar, spec)
 
     @staticmethod
     def _check_snapshot(request, host):
@@ -1069,13 +1059,30 @@ class ActionModule(ActionBase):
 
     def _module_defaults(self, provider):
         """The play's module_defaults for this provider's group and snapshot module, templated."""
-        merged = {}
-        for entry in self._task.module_defaults or []:
-            merged.update(entry)
-        args = {}
-        for key in ("group/prechange.snapshots.%s" % provider, "prechange.snapshots.%s_snapshot" % provider):
-            args.update(merged.get(key) or {})
-        return self._templar.template(args) if args else {}
+        return module_defaults(self._task, self._templar, provider, "%s_snapshot" % provider)
+
+    # --- rehearse / clone: the rehearsal's clone, made or removed by the provider's clone module ------------
+
+    def _rehearse_clone(self, task_vars):
+        """``<provider>_clone`` with ``request`` (its options and ``provider``), for any provider.
+
+        The module's connection comes from the host's variables and the play's module_defaults exactly as
+        when the module is called itself (plugin_utils/_host_connection.py); it runs here, on the controller.
+        """
+        request = dict(self._task.args.get("request") or {})
+        provider = request.pop("provider", None)
+        if provider not in PROVIDERS:
+            return {"failed": True, "msg": "workflow: step rehearse, rehearsal clone needs request.provider, one of %s"
+                                           % ", ".join(sorted(PROVIDERS))}
+        name = "%s_clone" % provider
+        module = importlib.import_module("ansible_collections.prechange.snapshots.plugins.modules." + name)
+        args = module_args(self._task, self._templar, task_vars, provider, name,
+                           {k: v for k, v in request.items() if v is not None}, connection_options(provider),
+                           explicit=True)
+        environment = {}
+        self._compute_environment_string(raw_environment_out=environment)
+        return run_in_process(module, args, self._task.check_mode, self._task.diff, "prechange.snapshots." + name,
+                              environment)
 
     # --- publish: one host's facts, or its failure -----------------------------------------------------------
 

@@ -17,6 +17,8 @@ and may change without notice.
 
 Errors keep the collection's grammar with the action ``clone``:
 "Failed to clone snapshot '<snap>' of VM '<vm>' on <provider>: <reason>. <hint>; nothing was changed."
+A removal names the clone VM as its subject (``bind_remove``), with its source where known:
+"Failed to remove clone VM '<name>'[ made from snapshot '<snap>'][ of VM '<vm>'] on <provider>: <reason>."
 """
 
 from __future__ import annotations
@@ -44,7 +46,23 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._snapshot impo
 
 STATES = ("present", "absent")
 ACTION = "clone"
-REMOVE_ACTION = "remove the clone made from"
+REMOVE_ACTION = "remove"
+
+
+def remove_subject(name, snapshot=None):
+    """What a removal's message names: the clone VM, and the snapshot it was made from when that is known."""
+    return "clone VM '%s'%s" % (name, " made from snapshot '%s'" % snapshot if snapshot else "")
+
+
+def bind_remove(error, name, vm=None, snapshot=None, provider=None):
+    """``error`` as a failure to remove the clone ``name`` (of snapshot ``snapshot`` of VM ``vm``, when known).
+
+    The removal is what was asked, so it is the action even where a lookup on the way named another one; the
+    clone itself is the subject, so a backend error that names the clone as its VM names only its source."""
+    if error.vm == name:
+        error.vm = None
+    error.action, error.subject = REMOVE_ACTION, remove_subject(name, error.snapshot or snapshot)
+    return error.bind(vm=vm, snapshot=snapshot, provider=provider)
 
 
 def clone_marker(run, creator, expires, ticket, kind, source, source_id, snapshot, created=None):
@@ -283,8 +301,8 @@ def _ensure_absent(backend, params, check_mode):
         if isinstance(error, (PrecheckFailed, InvalidRequest)) and "nothing was changed" not in (error.hint or ""):
             error.hint = (error.hint.rstrip(".") + "; nothing was changed") if error.hint else "Nothing was changed"
         owner = existing.owner if existing is not None and existing.ours else {}
-        raise error.bind(action="remove clone '%s' made from" % params.name, vm=params.vm or owner.get("source"),
-                         snapshot=params.snapshot or owner.get("snapshot"), provider=backend.provider)
+        raise bind_remove(error, params.name, vm=params.vm or owner.get("source"),
+                          snapshot=params.snapshot or owner.get("snapshot"), provider=backend.provider)
 
 
 def human_bytes(value):
@@ -316,8 +334,8 @@ def prune_clones(backend, sources, check_mode=False, timeout=600, now=None):
             try:
                 backend.remove_clone(record, timeout)
             except SnapshotError as failure:
-                error = failure.bind(action=REMOVE_ACTION, vm=record.owner.get("source"),
-                                     snapshot=record.owner.get("snapshot"), provider=backend.provider)
+                error = bind_remove(failure, record.name, vm=record.owner.get("source"),
+                                    snapshot=record.owner.get("snapshot"), provider=backend.provider)
         done.append((record, error))
     return done
 
@@ -358,7 +376,6 @@ def run_clone_module(backend_class, connection_spec, placement_spec, module_kwar
                          requirements, module_class)
     p = module.params
     provider = getattr(backend_class, "provider", None)
-    action = ACTION if p["state"] == "present" else "remove clone '%s' made from" % p["name"]
     try:
         try:
             expires = resolve_expiry(p["expires"])
@@ -376,5 +393,9 @@ def run_clone_module(backend_class, connection_spec, placement_spec, module_kwar
         with backend_class(p, warn=module.warn) as backend:
             outcome = ensure_clone(backend, params, module.check_mode)
     except SnapshotError as error:
-        fail(module, error.bind(action=action, vm=p["vm"], snapshot=p["snapshot"], provider=provider))
+        if p["state"] == "present":
+            error.bind(action=ACTION, vm=p["vm"], snapshot=p["snapshot"], provider=provider)
+        else:
+            bind_remove(error, p["name"], vm=p["vm"], snapshot=p["snapshot"], provider=provider)
+        fail(module, error)
     module.exit_json(**outcome.to_result(diff=module._diff))  # pylint: disable=protected-access

@@ -12,6 +12,9 @@ message grammar:
 
     Failed to <action> snapshot '<name>' of VM '<vm>' on <provider>: <reason>
 
+An error about another object than a snapshot (a clone VM) names it with ``subject`` in place of
+"snapshot '<name>'", in the same grammar: "Failed to remove clone VM 'db01' on proxmox: <reason>".
+
 Providers translate SDK exceptions into these at their boundary; ``_module.py`` maps them
 to ``fail_json`` in exactly one place.
 """
@@ -38,6 +41,8 @@ class SnapshotError(Exception):
         self.hint = hint
         # Structured extras returned next to msg (for example the candidates of an ambiguous name).
         self.details = details or {}
+        # What the action was done to, when it is not a snapshot (e.g. "clone VM 'db01'"); None: the snapshot.
+        self.subject = None
 
     def __copy__(self):
         # One error reported on many hosts is copied per host (each binds its own VM): copy the attributes
@@ -48,9 +53,10 @@ class SnapshotError(Exception):
         clone.details = dict(self.details)
         return clone
 
-    def bind(self, action=None, vm=None, snapshot=None, provider=None):
+    def bind(self, action=None, vm=None, snapshot=None, provider=None, subject=None):
         """Fill in context that the raising code did not know; never overwrite what it did."""
         self.action = self.action or action
+        self.subject = self.subject or subject
         self.vm = self.vm or vm
         self.snapshot = self.snapshot or snapshot
         self.provider = self.provider or provider
@@ -59,7 +65,7 @@ class SnapshotError(Exception):
     @property
     def message(self):
         action = self.action or "manage"
-        subject = "snapshot '%s'" % self.snapshot if self.snapshot else "snapshots"
+        subject = self.subject or ("snapshot '%s'" % self.snapshot if self.snapshot else "snapshots")
         text = "Failed to %s %s" % (action, subject)
         if self.vm:
             text += " of VM '%s'" % self.vm

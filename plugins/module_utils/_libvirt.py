@@ -278,9 +278,9 @@ def strip_network_passthrough(root):
 
 
 def clone_domain_xml(xml, name, disks, network=None, logs_dir=None):
-    """The new domain's XML: ``xml`` (the source's inactive definition) renamed, without UUID or MACs (libvirt
-    makes new ones), its disks replaced (``disks``: {target: (path, format)}), its NICs down (or on ``network``),
-    serial logs of its own. Returns (xml text, dropped passthrough arguments)."""
+    """The new domain's XML: ``xml`` (the definition the snapshot stored, else the source's inactive one)
+    renamed, without UUID or MACs (libvirt makes new ones), its disks replaced (``disks``: {target: (path,
+    format)}), its NICs down (or on ``network``), serial logs of its own. Returns (xml text, dropped passthrough arguments)."""
     ET.register_namespace("qemu", QEMU_NS)
     root = ET.fromstring(xml)
     root.attrib.pop("id", None)
@@ -351,6 +351,20 @@ def clone_domain_xml(xml, name, disks, network=None, logs_dir=None):
             graphics.set("autoport", "yes")
     dropped = strip_network_passthrough(root)
     return ET.tostring(root, encoding="unicode"), dropped
+
+
+def snapshot_domain_xml(snapshot_xml):
+    """The domain definition a snapshot stored (``<domainsnapshot><domain>``), as XML text, or None.
+
+    A snapshot of a running domain also stores its persistent definition (``<inactiveDomain>``, libvirt 7.0+):
+    that one is what the user configured, without the runtime state of the live one, so it is preferred."""
+    root = ET.fromstring(snapshot_xml)
+    for tag in ("inactiveDomain", "domain"):
+        element = root.find(tag)
+        if element is not None and element.find("devices") is not None:
+            element.tag = "domain"
+            return ET.tostring(element, encoding="unicode")
+    return None
 
 
 def _network_of(xml):
@@ -452,12 +466,31 @@ class LibvirtCloneMixin(object):
     def plan_clone(self, vm, snapshot, request):
         from ansible_collections.prechange.snapshots.plugins.module_utils._clone import ClonePlan  # pylint: disable=import-outside-toplevel
         import os  # pylint: disable=import-outside-toplevel
-        snap_xml = self._call(lambda: self._lookup(vm, snapshot.name).getXMLDesc(0), vm, self.timeout, "clone")
+        snap_xml = self._call(lambda: self._lookup(vm, snapshot.name).getXMLDesc(
+            libvirt.VIR_DOMAIN_SNAPSHOT_XML_SECURE), vm, self.timeout, "clone")
         root = ET.fromstring(snap_xml)
         location = snapshot.extra.get("location")
         disk_modes = {d.get("name"): d.get("snapshot") for d in root.findall("./disks/disk")}
         recorded = (snapshot.handle or {}).get("disk_sources") or {}
         layout = self._layout(vm)
+        # The clone is the VM as it was at the snapshot: its memory, vCPUs and devices from the definition the
+        # snapshot stored, and only the disks it had then. A snapshot without one falls back to the VM's
+        # current definition, and the result says so.
+        domain_xml = snapshot_domain_xml(snap_xml)
+        if domain_xml is not None:
+            then = [d["target"] for d in DomainLayout(domain_xml).disks]
+            gone = [t for t in then if t not in [d["target"] for d in layout.disks]]
+            if gone:
+                raise PrecheckFailed(
+                    "disk %s, which the VM had at snapshot '%s', is no longer attached"
+                    % (", ".join(gone), snapshot.name),
+                    hint="Attach it again, or clone from a snapshot taken with the VM's current disks")
+            layout.disks = [d for d in layout.disks if d["target"] in then]
+            config = "its configuration (memory, vCPUs, devices) as stored in the snapshot"
+        else:
+            config = ("its configuration (memory, vCPUs, devices) as the VM has it now: snapshot '%s' stores no "
+                      "domain definition" % snapshot.name)
+            self.warn("Clone '%s' of VM '%s' gets %s" % (request.name, vm.name, config))
         targets = [d["target"] for d in layout.disks]
         if not targets:
             raise PrecheckFailed("the VM has no disks to clone", hint="Clone a VM with at least one disk")
@@ -521,8 +554,8 @@ class LibvirtCloneMixin(object):
                 raise PrecheckFailed("the clone's disk file %s already exists" % path,
                                      hint="Remove it, or choose another 'name' or 'pool'")
             disks[target] = {"source": source, "internal": internal, "path": path}
-        return ClonePlan(linked=linked, why=why, need_bytes=need if not linked else None, free_bytes=free,
-                         data={"disks": disks, "pool": pool, "dir": directory})
+        return ClonePlan(linked=linked, why="%s; %s" % (why, config), need_bytes=need if not linked else None,
+                         free_bytes=free, data={"disks": disks, "pool": pool, "dir": directory, "domain_xml": domain_xml})
 
     def clone(self, vm, snapshot, request, plan):
         from ansible_collections.prechange.snapshots.plugins.module_utils._clone import format_clone_text  # pylint: disable=import-outside-toplevel
@@ -539,8 +572,9 @@ class LibvirtCloneMixin(object):
                 else:
                     _run_qemu_img(["convert", "-U", "-O", "qcow2", disk["source"], disk["path"]], request.timeout)
                 made.append(disk["path"])
-            xml = self._call(lambda: vm.handle.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE),
-                             vm, request.timeout, "clone")
+            xml = plan.data.get("domain_xml") or self._call(
+                lambda: vm.handle.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE),
+                vm, request.timeout, "clone")
             new_xml, dropped = clone_domain_xml(
                 xml, request.name, {t: (d["path"], "qcow2") for t, d in plan.data["disks"].items()},
                 network=request.network, logs_dir=plan.data["dir"])

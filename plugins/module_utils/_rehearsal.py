@@ -4,8 +4,9 @@
 
 """The rehearsal's decisions (issue 13): rehearse the change on a clone of the pre-change snapshot first.
 
-The maintenance playbook only calls these (through ``prechange.snapshots.workflow`` ``step: rehearse``)
-and publishes what they return:
+The maintenance playbook and the guard role only call these (through ``prechange.snapshots.workflow``
+``step: rehearse``, in their one task file playbooks/tasks/rehearse.yml) and publish what they return. Their
+settings carry the caller's prefix (``maintenance_rehearse_*``, ``guard_rehearse_*``: ``SETTINGS``):
 
 * ``plan``: before anything is cloned, the clone's name, its network and how the controller reaches
   it; a rehearsal that could not reach its clone is refused here, so nothing is cloned;
@@ -21,6 +22,8 @@ from ansible_collections.prechange.snapshots.plugins.module_utils._errors import
 
 __metaclass__ = type
 
+# Whose settings a rehearsal uses: the maintenance playbook's or the guard role's (<prefix>_rehearse_*).
+SETTINGS = ("maintenance", "guard")
 # libvirt domain names, vSphere VM names and Proxmox VM names all accept these.
 _UNSAFE = re.compile(r"[^A-Za-z0-9.-]+")
 
@@ -32,32 +35,37 @@ def clone_name(vm, run_id, pattern=""):
     return _UNSAFE.sub("-", "%s-rehearsal-%s" % (vm, run_id)).strip("-")[:63]
 
 
-def plan(host, vm, provider, snapshot, run_id, network=None, connection=None, pattern=""):
+def plan(host, vm, provider, snapshot, run_id, network=None, connection=None, pattern="", settings="maintenance"):
     """What to clone and how to reach the clone, or InvalidRequest when the rehearsal could not reach it.
 
     ``connection`` are the clone's inventory variables (e.g. ``{ansible_host: 10.0.2.15}``); the clone
     is reached with the real host's connection settings overlaid by these. A clone without a network
     (the default: every NIC cut off) can only be reached through a connection the user names.
+    ``settings``: whose variables the messages name (``SETTINGS``).
     """
+    if settings not in SETTINGS:
+        raise InvalidRequest("the rehearsal's settings are '%s'" % (settings,), action="clone", vm=vm,
+                             snapshot=snapshot, provider=provider,
+                             hint="Use one of %s; nothing was cloned" % ", ".join(SETTINGS))
     if connection in ("", None):
         connection = {}
     if not isinstance(connection, dict):
-        raise InvalidRequest("maintenance_rehearse_connection must be a dict of the clone's host variables, got %r"
-                             % (connection,), action="clone", vm=vm, snapshot=snapshot, provider=provider,
+        raise InvalidRequest("%s_rehearse_connection must be a dict of the clone's host variables, got %r"
+                             % (settings, connection), action="clone", vm=vm, snapshot=snapshot, provider=provider,
                              hint="Give e.g. {ansible_host: 10.0.2.15, ansible_port: 22}; nothing was cloned")
     network = network or None
     if not connection and not network:
         raise InvalidRequest(
-            "host %s cannot be rehearsed: its clone would have no network (maintenance_rehearse_network is empty) "
-            "and maintenance_rehearse_connection says no other way to reach it" % host,
+            "host %s cannot be rehearsed: its clone would have no network (%s_rehearse_network is empty) "
+            "and %s_rehearse_connection says no other way to reach it" % (host, settings, settings),
             action="clone", vm=vm, snapshot=snapshot, provider=provider,
-            hint="Set maintenance_rehearse_network to a network the controller reaches the clone on, and "
-                 "maintenance_rehearse_connection to the clone's address; nothing was cloned")
+            hint="Set %s_rehearse_network to a network the controller reaches the clone on, and "
+                 "%s_rehearse_connection to the clone's address; nothing was cloned" % (settings, settings))
     name = clone_name(vm, run_id, pattern)
     if name == vm:
         raise InvalidRequest("the clone's name '%s' is the VM's own name" % name, action="clone", vm=vm,
-                             snapshot=snapshot, provider=provider, hint="Give maintenance_rehearse_clone_name another name; "
-                             "nothing was cloned")
+                             snapshot=snapshot, provider=provider, hint="Give %s_rehearse_clone_name another name; "
+                             "nothing was cloned" % settings)
     return {"host": host, "clone": name, "inventory_name": "rehearsal-%s" % name, "network": network,
             "connection": dict(connection)}
 
@@ -82,7 +90,13 @@ def outcome(clone, change_failed=False, change_error=None, verdict=None, keep_fa
     else:
         passed, reason = True, "the change and the checks passed on the clone"
     keep = bool(keep_failed) and not passed
+    if change_failed and not error:
+        detail = ": ".join(str(v) for v in ((change_error or {}).get("task"), (change_error or {}).get("msg")) if v)
+    else:
+        detail = "; ".join(failures) if not error else ""
     return {
+        # The verdict in one line, with what failed (the guard role fails the host with it).
+        "summary": "%s%s" % (reason, " (%s)" % detail if detail else ""),
         "passed": passed,
         "go_on": passed,
         "reason": reason,
@@ -143,7 +157,8 @@ def step(args, host):
             return {"changed": False, "plan": plan(host, request.get("vm"), request.get("provider"),
                                                    request.get("snapshot"), request.get("run_id"),
                                                    request.get("network"), request.get("connection"),
-                                                   request.get("clone_name") or "")}
+                                                   request.get("clone_name") or "",
+                                                   request.get("settings") or "maintenance")}
         except InvalidRequest as error:
             return {"failed": True, "msg": str(error), "error": "InvalidRequest"}
     if what == "outcome":
@@ -151,4 +166,4 @@ def step(args, host):
             request.get("clone"), _true(request.get("change_failed")), request.get("change_error"),
             request.get("verdict"), _true(request.get("keep_failed")), request.get("started"),
             request.get("finished"), request.get("clone_seconds"), request.get("error") or "")}
-    return {"failed": True, "msg": "workflow step rehearse: rehearsal must be plan or outcome, got %r" % (what,)}
+    return {"failed": True, "msg": "workflow step rehearse: rehearsal must be plan, outcome or clone, got %r" % (what,)}

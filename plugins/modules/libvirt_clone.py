@@ -21,6 +21,10 @@ description:
     directly through C(<qemu:commandline>) are dropped (with a warning naming them), as they would put the clone
     on the source's network. With O(network), every interface is put on that libvirt network; a domain
     without interfaces gets one virtio interface.
+  - The clone is the domain as it was at the snapshot, with the definition the snapshot stored (memory, vCPUs,
+    devices, and only the disks it had then; a disk it had then that is no longer attached is refused). A
+    snapshot that stores no definition falls back to the domain's current one, and RV(clone.why) and a warning
+    say so.
   - Serial and console log files go beside the clone's disks; a pflash NVRAM is made fresh from its template.
   - The ownership marker is kept in the domain's C(<metadata>).
 author:
@@ -110,7 +114,7 @@ clone:
       description: Why a linked clone or a full copy was made; null when nothing was made.
       type: str
       sample: "full copy: the internal snapshot lives inside the disk file the VM still writes to, so nothing
-        can be linked to it"
+        can be linked to it; its configuration (memory, vCPUs, devices) as stored in the snapshot"
     restore_point:
       description: Whether it is a full restore point.
       type: bool

@@ -44,6 +44,9 @@ description:
   - O(step=rehearse) takes the maintenance playbook's rehearsal decisions in this host's context.
     O(rehearsal=plan) names the clone and how to reach it, or fails before anything is cloned.
     O(rehearsal=outcome) gives the rehearsal's verdict and whether the change may go on to the real VM.
+    O(rehearsal=clone) makes or removes the clone with the C(<provider>_clone) module of C(request.provider)
+    (the other keys of O(request) are its options), connected as that module connects when it is called itself
+    (the host's C(prechange_<provider>_*) variables, else the play's C(module_defaults)), and returns its result.
 author:
   - prechange.snapshots contributors (@prechange)
 options:
@@ -72,9 +75,9 @@ options:
     type: bool
     default: false
   rehearsal:
-    description: With O(step=rehearse), which decision.
+    description: With O(step=rehearse), which decision, or C(clone) to make or remove the rehearsal's clone.
     type: str
-    choices: [plan, outcome]
+    choices: [plan, outcome, clone]
   kind:
     description: What the call does (steps request, run and publish).
     type: str
@@ -203,7 +206,7 @@ def main():
             at=dict(type="str", choices=["batch", "change", "settle", "end"]),
             window=dict(type="dict"),
             plan=dict(type="bool", default=False),
-            rehearsal=dict(type="str", choices=["plan", "outcome"]),
+            rehearsal=dict(type="str", choices=["plan", "outcome", "clone"]),
             kind=dict(type="str", choices=["snapshot", "settle", "lookup", "prune"]),
             report_dir=dict(type="str"),
             request=dict(type="dict"),

@@ -186,25 +186,31 @@ class InProcessModuleAction(NormalAction):
     def _run_in_process(self):
         environment = {}
         self._compute_environment_string(raw_environment_out=environment)
+        return run_in_process(self.module, self._task.args, self._task.check_mode, self._task.diff,
+                              self._task.action, environment)
 
-        modules = []
 
-        def module_class(argument_spec, **kwargs):
-            modules.append(InProcessModule(argument_spec, task_args=self._task.args, check_mode=self._task.check_mode,
-                                           diff=self._task.diff, name=self._task.action, **kwargs))
-            return modules[-1]
+def run_in_process(module, task_args, check_mode, diff, name, environment=None):
+    """Run ``module``'s ``main()`` here with ``task_args`` (and ``environment`` in os.environ); its result."""
+    module_name = module.__name__.rsplit(".", 1)[-1]
+    modules = []
 
-        with _environment(environment):
-            try:
-                self.module.main(module_class=module_class)
-            except ModuleExit as done:
-                return done.result
-            except Exception as error:  # pylint: disable=broad-except
-                # A bug, not a hypervisor answer: report it like a module crash, secrets masked.
-                no_log_values = modules[0].no_log_values if modules else set()
-                return remove_values({
-                    "failed": True,
-                    "msg": "MODULE FAILURE: %s raised %s: %s" % (self._module_name, type(error).__name__, error),
-                    "exception": traceback.format_exc(),
-                }, no_log_values)
-        return {"failed": True, "msg": "MODULE FAILURE: %s returned without a result" % self._module_name}
+    def module_class(argument_spec, **kwargs):
+        modules.append(InProcessModule(argument_spec, task_args=task_args, check_mode=check_mode, diff=diff,
+                                       name=name, **kwargs))
+        return modules[-1]
+
+    with _environment(environment or {}):
+        try:
+            module.main(module_class=module_class)
+        except ModuleExit as done:
+            return done.result
+        except Exception as error:  # pylint: disable=broad-except
+            # A bug, not a hypervisor answer: report it like a module crash, secrets masked.
+            no_log_values = modules[0].no_log_values if modules else set()
+            return remove_values({
+                "failed": True,
+                "msg": "MODULE FAILURE: %s raised %s: %s" % (module_name, type(error).__name__, error),
+                "exception": traceback.format_exc(),
+            }, no_log_values)
+    return {"failed": True, "msg": "MODULE FAILURE: %s returned without a result" % module_name}

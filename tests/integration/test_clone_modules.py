@@ -250,3 +250,48 @@ def test_prune_removes_expired_clones_of_the_play_vms_only(pve, tmp_path):
     assert made["young"]["name"] in names and made["other"]["name"] in names and "web02" in names
     for tag in ("young", "other"):
         module_result("proxmox_clone", dict(backend.module_args, name=made[tag]["name"], state="absent"), tmp_path)
+
+
+@pytest.mark.parametrize("location", ["internal", "external"])
+def test_libvirt_clone_is_the_vm_as_at_the_snapshot(libvirtd, libvirt_guest, tmp_path, location):
+    """The clone's definition is the one the snapshot stored, not the source's current one: memory, vCPUs and
+    a device changed after the snapshot stay as they were in the clone (read back from libvirt)."""
+    import re  # pylint: disable=import-outside-toplevel
+    import libvirt  # pylint: disable=import-outside-toplevel
+    guest = libvirt_guest("blank", start=True)
+    snap = "asat"
+    made = module_result("libvirt_snapshot", {"uri": libvirtd, "vm": guest.name, "name": snap, "location": location},
+                         tmp_path)
+    assert not made.get("failed"), made
+    conn = libvirt.open(libvirtd)
+    try:
+        dom = conn.lookupByName(guest.name)
+        then = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        memory_then = int(re.search(r"<memory unit='KiB'>(\d+)</memory>", then).group(1))
+        vcpus_then = re.search(r"<vcpu[^>]*>(\d+)</vcpu>", then).group(1)
+        # After the snapshot: more memory, another vCPU, a watchdog (the persistent definition; the VM runs on).
+        now = re.sub(r"<memory unit='KiB'>\d+</memory>", "<memory unit='KiB'>%d</memory>" % (memory_then * 2), then)
+        now = re.sub(r"<currentMemory unit='KiB'>\d+</currentMemory>",
+                     "<currentMemory unit='KiB'>%d</currentMemory>" % (memory_then * 2), now)
+        now = re.sub(r"(<vcpu[^>]*>)\d+(</vcpu>)", r"\g<1>%d\g<2>" % (int(vcpus_then) + 1), now)
+        now = now.replace("</devices>", "<watchdog model='i6300esb' action='reset'/></devices>")
+        conn.defineXML(now)
+        changed = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        assert "<memory unit='KiB'>%d</memory>" % (memory_then * 2) in changed and "i6300esb" in changed
+    finally:
+        conn.close()
+    name = guest.name + "-asat"
+    args = {"uri": libvirtd, "vm": guest.name, "snapshot": snap, "name": name, "expires": "1d"}
+    try:
+        result = module_result("libvirt_clone", args, tmp_path)
+        assert result["changed"] and not result.get("failed"), result
+        xml = _libvirt_dom(libvirtd, name)
+        assert "<memory unit='KiB'>%d</memory>" % memory_then in xml, xml
+        assert re.search(r"<vcpu[^>]*>%s</vcpu>" % vcpus_then, xml), xml
+        assert "i6300esb" not in xml, xml
+        assert "<link state='down'/>" in xml or "<interface" not in xml
+        assert "as stored in the snapshot" in result["clone"]["why"], result
+        assert not any("stores no domain definition" in w for w in result.get("warnings", [])), result
+    finally:
+        module_result("libvirt_clone", {"uri": libvirtd, "name": name, "state": "absent"}, tmp_path)
+    assert _libvirt_dom(libvirtd, name) is None

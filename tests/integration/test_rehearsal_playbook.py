@@ -140,3 +140,104 @@ def test_a_failed_rehearsal_never_reaches_the_real_host_on_proxmox_and_vsphere(t
     after = _vm_names(backend)
     assert clone not in after and set(after) == before
     assert api_snapshots(provider, backend.conn, vm) == snapshots_before
+
+
+GUARD_PLAY = """
+- name: My own change, guarded and rehearsed
+  hosts: web
+  gather_facts: false
+  tasks:
+    - name: Guard the change
+      block:
+        - name: The guard role
+          ansible.builtin.include_role:
+            name: prechange.snapshots.guard
+      rescue:
+        - name: Keep what the guard role said
+          ansible.builtin.copy:
+            content: "{{ {'rehearsal': guard_rehearsal | default(none), 'failed': guard_rehearsal_failed | default(none),
+                          'msg': ansible_failed_result.msg | default(''), 'result': revert_or_prune_result | default('')}
+                         | to_json }}"
+            dest: %(work)s/guard.json
+          delegate_to: localhost
+"""
+
+# The change edits the VM's own definition through libvirt (its title), on whichever VM it runs for: the clone
+# when it runs on the clone (PRECHANGE_ON=clone, set by the clone's Python wrapper), else the real VM.
+GUARD_CHANGE = """---
+- name: The change (retitles the VM it runs on)
+  ansible.builtin.shell: |
+    where="${PRECHANGE_ON:-real}"
+    echo "$where" >> %(work)s/changes.log
+    if [ "$where" = clone ]; then dom=%(clone)s; else dom=%(vm)s; fi
+    virsh -q -c %(uri)s desc "$dom" --config --title --new-desc changed-by-the-change
+  changed_when: true
+"""
+
+GUARD_CHECKS = """---
+- name: The service answers (not on the clone, where the change broke it)
+  ansible.builtin.shell: |
+    if [ "${PRECHANGE_ON:-real}" = clone ]; then echo "the service answers 500" >&2; exit 1; fi
+  changed_when: false
+"""
+
+
+def _guard(tmp_path, libvirtd, vm, clone, checks=GUARD_CHECKS):
+    work = tmp_path
+    (work / "changes.log").write_text("")
+    fill = {"work": work, "vm": vm, "clone": clone, "uri": libvirtd}
+    (work / "change.yml").write_text(GUARD_CHANGE % fill)
+    (work / "checks.yml").write_text(checks % fill)
+    (work / "play.yml").write_text(GUARD_PLAY % fill)
+    wrapper = work / "clone-python"
+    wrapper.write_text("#!/bin/sh\nPRECHANGE_ON=clone exec %s \"$@\"\n" % sys.executable)
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    inventory = {"all": {"hosts": {"web": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+        "prechange_provider": "libvirt", "prechange_vm": vm, "prechange_libvirt_uri": libvirtd}}}}
+    (work / "inventory.json").write_text(json.dumps(inventory))
+    extra = {"guard_rehearse": True, "guard_change_tasks": str(work / "change.yml"),
+             "guard_check_tasks": str(work / "checks.yml"), "guard_rehearse_clone_name": clone,
+             "guard_rehearse_connection": {"ansible_connection": "local", "ansible_python_interpreter": str(wrapper)},
+             "verify_no_failed_units": False}
+    p = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), str(work / "play.yml"),
+                        "-i", str(work / "inventory.json"), "-e", json.dumps(extra)], env=ansible_env(),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=1200,
+                       check=False)
+    said = json.loads((work / "guard.json").read_text()) if (work / "guard.json").exists() else None
+    return p, said, (work / "changes.log").read_text().split()
+
+
+def test_guard_role_rehearsal_whose_change_breaks_the_checks_leaves_the_real_vm_unchanged(tmp_path, libvirtd,
+                                                                                          libvirt_guest):
+    vm = libvirt_guest("blank", start=True).name
+    clone = vm + "-rh"
+    title_before = _virsh(libvirtd, "desc", vm, "--title", "--config").strip()
+    p, said, changes = _guard(tmp_path, libvirtd, vm, clone)
+    assert said is not None, p.stdout[-4000:]
+    # The change ran on the clone only, and its checks failed there.
+    assert changes == ["clone"], p.stdout[-4000:]
+    assert said["failed"] is True and said["rehearsal"]["passed"] is False, said
+    assert said["rehearsal"]["reason"] == "the checks failed on the clone", said
+    assert said["result"] == "deleted", said
+    assert said["msg"].startswith("web: rehearsal_failed on clone '%s': the checks failed on the clone (" % clone), said
+    assert said["msg"].endswith("the change never reached the VM, and its snapshot '%s' was deleted"
+                                % said["rehearsal"]["clone"]["source"]["snapshot"]), said
+    # Read back from libvirt: the real VM is as it was (its title, running, no snapshot left); the clone is gone.
+    assert _virsh(libvirtd, "desc", vm, "--title", "--config").strip() == title_before != "changed-by-the-change"
+    assert _virsh(libvirtd, "domstate", vm).strip() == "running"
+    assert _virsh(libvirtd, "snapshot-list", vm, "--name").split() == []
+    assert clone not in _virsh(libvirtd, "list", "--all", "--name").split()
+
+
+def test_guard_role_rehearsal_that_passes_lets_the_change_reach_the_real_vm(tmp_path, libvirtd, libvirt_guest):
+    vm = libvirt_guest("blank", start=True).name
+    clone = vm + "-rh"
+    p, said, changes = _guard(tmp_path, libvirtd, vm, clone, checks="---\n- name: No checks of mine\n"
+                                                                    "  ansible.builtin.meta: noop\n")
+    assert p.returncode == 0 and said is None, p.stdout[-4000:]
+    assert changes == ["clone", "real"], p.stdout[-4000:]
+    # Read back from libvirt: the real VM has the change, the clone is gone, the snapshot was deleted.
+    assert _virsh(libvirtd, "desc", vm, "--title", "--config").strip() == "changed-by-the-change"
+    assert clone not in _virsh(libvirtd, "list", "--all", "--name").split()
+    assert _virsh(libvirtd, "snapshot-list", vm, "--name").split() == []

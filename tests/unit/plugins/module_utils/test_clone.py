@@ -146,3 +146,44 @@ def test_clone_marker_round_trip_and_never_a_snapshot_marker():
     assert user == "linked=yes" and parsed["source"] == "web 01" and parsed["kind"] == "clone"
     assert split_description(text)[1] is None  # a snapshot's parser does not take a clone's marker
     assert parse_clone_text("[prechange.snapshots v1 run=r created=2026-01-01T00:00:00Z]")[1] is None
+
+
+def test_remove_messages_name_the_clone_vm_in_the_one_grammar():
+    """A removal's message names the clone VM, and its source only where it is known (issue 13's leftover:
+    "Failed to remove clone 'x' made from snapshots on <provider>" when no snapshot was named)."""
+    from ansible_collections.prechange.snapshots.plugins.module_utils._errors import ProviderError  # pylint: disable=import-outside-toplevel
+    backend = FakeClones()
+    backend.clones["db01"] = CloneRecord("db01", "9", "running", owner=None)
+    with pytest.raises(PrecheckFailed) as error:
+        ensure_clone(backend, CloneParams(state="absent", name="db01"), False)
+    assert error.value.message == (
+        "Failed to remove clone VM 'db01' on fake: VM 'db01' is a VM this collection did not make (no clone "
+        "marker). Only clones this collection made are removed; remove that VM by hand if it must go; nothing "
+        "was changed.")
+
+    def broken(record, timeout):
+        # What a provider raises: its own action and the clone as the VM.
+        raise ProviderError("the API said no", action="delete", vm=record.name)
+
+    ensure_clone(backend, params(), False)
+    backend.remove_clone = broken
+    with pytest.raises(ProviderError) as error:
+        ensure_clone(backend, CloneParams(state="absent", name="web01-rehearsal"), False)
+    assert error.value.message == ("Failed to remove clone VM 'web01-rehearsal' made from snapshot 'before' of VM "
+                                   "'web01' on fake: the API said no")
+    assert error.value.vm == "web01" and error.value.snapshot == "before"
+
+
+def test_prune_failures_name_the_clone_vm():
+    from ansible_collections.prechange.snapshots.plugins.module_utils._errors import ProviderError  # pylint: disable=import-outside-toplevel
+    backend = FakeClones()
+    past = isoformat(utcnow() - timedelta(hours=1))
+    backend.clones["old"] = CloneRecord("old", "2", "stopped", owner=clone_marker("r", None, past, None, "clone",
+                                                                                  "web01", "1", "before"))
+
+    def broken(record, timeout):
+        raise ProviderError("locked", vm=record.name)
+
+    backend.remove_clone = broken
+    [(_record, error)] = prune_clones(backend, [backend.vms["web01"]])
+    assert error.message == "Failed to remove clone VM 'old' made from snapshot 'before' of VM 'web01' on fake: locked"

@@ -257,3 +257,15 @@ def test_set_description_replaces_only_the_snapshots_own_description():
     assert out.split("<domain ", 1)[1] == xml.split("<domain ", 1)[1]
     added = set_description("<domainsnapshot>\n  <name>s1</name>\n  <domain type='qemu'/>\n</domainsnapshot>", "x")
     assert "</name>\n  <description>x</description>" in added
+
+
+def test_snapshot_domain_xml_prefers_the_stored_persistent_definition():
+    """The clone's definition comes from the snapshot: <inactiveDomain> (libvirt 7.0+, a running domain's
+    persistent definition) over <domain> (the live one); None when the snapshot stored none (the fallback)."""
+    from ansible_collections.prechange.snapshots.plugins.module_utils._libvirt import snapshot_domain_xml  # noqa: E501 pylint: disable=import-outside-toplevel
+    live = "<domain type='kvm' id='7'><name>web01</name><memory unit='KiB'>2097152</memory><devices/></domain>"
+    inactive = "<inactiveDomain type='kvm'><name>web01</name><memory unit='KiB'>1048576</memory><devices/></inactiveDomain>"
+    both = snapshot_domain_xml("<domainsnapshot><name>s</name>%s%s</domainsnapshot>" % (live, inactive))
+    assert both.startswith("<domain type=\"kvm\">") and "1048576" in both and "inactiveDomain" not in both
+    assert "2097152" in snapshot_domain_xml("<domainsnapshot><name>s</name>%s</domainsnapshot>" % live)
+    assert snapshot_domain_xml("<domainsnapshot><name>s</name><state>shutoff</state></domainsnapshot>") is None

@@ -108,3 +108,23 @@ def test_the_step_refuses_or_plans():
     out = rehearsal.step({"rehearsal": "outcome", "request": {"clone": CLONE, "change_failed": "True",
                                                               "verdict": {"passed": True}}}, "h1")
     assert out["rehearsal"]["go_on"] is False
+
+
+def test_the_guard_roles_rehearsal_plan_names_guard_variables():
+    out = rehearsal.step({"rehearsal": "plan", "request": {"vm": "web01", "provider": "libvirt", "snapshot": "s",
+                                                           "run_id": "r1", "settings": "guard"}}, "h1")
+    assert out["failed"] and "guard_rehearse_network is empty" in out["msg"] and "maintenance" not in out["msg"]
+    assert "Set guard_rehearse_network" in out["msg"] and "guard_rehearse_connection" in out["msg"]
+    out = rehearsal.step({"rehearsal": "plan", "request": {"vm": "web01", "provider": "libvirt", "snapshot": "s",
+                                                           "run_id": "r1"}}, "h1")
+    assert "maintenance_rehearse_network is empty" in out["msg"]
+    with pytest.raises(InvalidRequest):
+        rehearsal.plan("h1", "web01", "libvirt", "s", "r1", network="iso", settings="mine")
+
+
+def test_the_summary_says_what_failed_on_the_clone():
+    out = rehearsal.outcome(CLONE, change_failed=True, change_error={"task": "Upgrade", "msg": "exit 3"})
+    assert out["summary"] == "the change failed on the clone (Upgrade: exit 3)"
+    assert rehearsal.outcome(CLONE, verdict={"passed": False, "failures": ["HTTP 500", "disk"]})["summary"] == \
+        "the checks failed on the clone (HTTP 500; disk)"
+    assert rehearsal.outcome(CLONE, verdict={"passed": True})["summary"] == "the change and the checks passed on the clone"
