@@ -343,22 +343,32 @@ def test_snapshot_writes_delta_state_and_memory_files(si):  # pylint: disable=re
 
 def test_guest_writes_show_after_refresh_storage_info_and_free_space_follows(si):  # pylint: disable=redefined-outer-name
     """The hook: bytes written into the running delta appear in layoutEx after RefreshStorageInfo; the
-    datastore's free space is the filesystem's (0.24.2: never moved after the model was built)."""
+    datastore's free space is the filesystem's after RefreshDatastore and after a snapshot task (0.24.2: the
+    model's value, moved only by disk creation)."""
     vm = vm_at(si, 0)
     cleanup(si, vm)
-    wait(si, vm.CreateSnapshot_Task("grow", "", False, False))
+    snap = wait(si, vm.CreateSnapshot_Task("grow", "", False, False))
+    written = 128 * MIB
+    margin = 64 * MIB  # other processes write to the same filesystem meanwhile
     try:
         extent = running_extent(vm)
         before = next(size for name, _t, size in layout(vm)[0].values() if on_host(vm, name) == extent)
         with open(extent, "ab") as handle:
-            handle.write(b"\x5a" * (64 * MIB))
+            handle.write(b"\x5a" * written)
         vm.RefreshStorageInfo()
         after = next(size for name, _t, size in layout(vm)[0].values() if on_host(vm, name) == extent)
-        assert after - before == 64 * MIB
+        assert after - before == written
         ds = vm.datastore[0]
+        ds.RefreshDatastore()
         stat = os.statvfs(ds.info.url)
-        # Other processes write to the same filesystem: compare within a margin smaller than what was written.
-        assert abs(ds.summary.freeSpace - stat.f_bfree * stat.f_bsize) < 32 * MIB
+        full = ds.summary.freeSpace
+        assert abs(full - stat.f_bfree * stat.f_bsize) < margin
+        # The revert discards the delta: the task itself moves the free space back up.
+        wait(si, snap.RevertToSnapshot_Task())
+        assert not extent.exists()
+        stat = os.statvfs(ds.info.url)
+        assert abs(ds.summary.freeSpace - stat.f_bfree * stat.f_bsize) < margin
+        assert ds.summary.freeSpace - full > written - margin
     finally:
         cleanup(si, vm)
 

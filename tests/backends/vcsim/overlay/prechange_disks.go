@@ -26,14 +26,16 @@ not be measured on the simulator at all. Here, as on vSphere:
     delta; RemoveAllSnapshots ends on the base disks); reverting discards the
     running delta and starts a new one on the snapshot's disks.
   - layoutEx (file with sizes from stat, disk[].chain base first,
-    snapshot[] with key, dataKey, memoryKey and each disk's chain) and the
-    datastores' free space (statfs) are refreshed after those tasks, on
-    RefreshStorageInfo and on RefreshDatastore.
+    snapshot[] with key, dataKey, memoryKey and each disk's chain) is rebuilt
+    after those tasks and on RefreshStorageInfo; the datastores' free space
+    (statfs of the backing directory) after those tasks and on
+    RefreshDatastore (as on vSphere, RefreshStorageInfo does not refresh it).
 
 Test hook: a test writes bytes into the running delta's extent on the host (the
 last chain unit's diskExtent in layoutEx.disk, "[ds] path" resolved against the
-datastore's info.url), then calls RefreshStorageInfo, as vSphere's periodic
-refresh would pick up what the guest wrote.
+datastore's info.url), then calls RefreshStorageInfo (and RefreshDatastore for
+the free space), as vSphere's periodic refresh would pick up what the guest
+wrote.
 */
 
 package simulator
@@ -463,12 +465,14 @@ func (vm *VirtualMachine) prechangeReconcile(before map[string]*types.VirtualDis
 			}
 		}
 	}
-	vm.prechangeRefreshLayout()
+	vm.prechangeRefreshLayout(true)
 }
 
-// prechangeRefreshLayout rebuilds layoutEx from the files on the datastores
-// (RefreshStorageInfo), then the VM's storage and its datastores' free space.
-func (vm *VirtualMachine) prechangeRefreshLayout() {
+// prechangeRefreshLayout rebuilds layoutEx from the files on the datastores,
+// then the VM's storage and, with stores (after a task, not on
+// RefreshStorageInfo, which on vSphere refreshes the VM's storage only), its
+// datastores' free space.
+func (vm *VirtualMachine) prechangeRefreshLayout(stores bool) {
 	if vm.Config == nil || vm.LayoutEx == nil {
 		return
 	}
@@ -482,7 +486,7 @@ func (vm *VirtualMachine) prechangeRefreshLayout() {
 	}
 	layout := &types.VirtualMachineFileLayoutEx{}
 	keys := map[string]int32{}
-	stores := map[string]bool{}
+	datastores := map[string]bool{}
 	add := func(name string) int32 {
 		if key, ok := keys[name]; ok {
 			return key
@@ -505,7 +509,7 @@ func (vm *VirtualMachine) prechangeRefreshLayout() {
 		keys[name] = key
 		var p object.DatastorePath
 		p.FromString(name)
-		stores[p.Datastore] = true
+		datastores[p.Datastore] = true
 		layout.File = append(layout.File, types.VirtualMachineFileLayoutExFileInfo{
 			Key: key, Name: name, Type: string(getVMFileType(path.Base(p.Path))),
 			Size: size, UniqueSize: size, Accessible: types.NewBool(true),
@@ -574,7 +578,10 @@ func (vm *VirtualMachine) prechangeRefreshLayout() {
 	layout.Timestamp = time.Now()
 	Map.Update(vm, []types.PropertyChange{{Name: "layoutEx", Val: layout}})
 	vm.updateStorage()
-	for name := range stores {
+	for name := range datastores {
+		if !stores {
+			break
+		}
 		if ds := vm.dsByName(name); ds != nil {
 			_ = ds.stat() // summary.freeSpace follows the filesystem, as a datastore's does
 		}
