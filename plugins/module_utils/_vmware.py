@@ -977,19 +977,18 @@ class VmwareBackend(VmwareCloneMixin, SnapshotBackend):
             try:
                 self._sdk(vm.handle.RefreshStorageInfo, vm=vm.name)
             except Exception as error:  # pylint: disable=broad-except
-                notes.append("the VM's storage could not be refreshed (%s); its file sizes are vSphere's last"
-                             % error)
+                notes.append("the VM's storage could not be refreshed (%s); its file sizes are vSphere's last" % error)
         props = self._layout(vm)
-        if refresh:
-            for store in {_moid(dev.backing.datastore): dev.backing.datastore
-                          for dev in props.get("config.hardware.device") or []
-                          if isinstance(dev, vim.vm.device.VirtualDisk)
-                          and getattr(dev.backing, "datastore", None) is not None}.values():
-                try:
-                    self._sdk(store.RefreshDatastore, vm=vm.name)
-                except Exception as error:  # pylint: disable=broad-except
-                    notes.append("datastore %s could not be refreshed (%s); its free space is vSphere's last"
-                                 % (_moid(store), error))
+        stores = {}
+        for dev in props.get("config.hardware.device") or [] if refresh else []:
+            store = getattr(dev.backing, "datastore", None) if isinstance(dev, vim.vm.device.VirtualDisk) else None
+            if store is not None:
+                stores[_moid(store)] = store
+        for key, store in stores.items():
+            try:
+                self._sdk(store.RefreshDatastore, vm=vm.name)
+            except Exception as error:  # pylint: disable=broad-except
+                notes.append("datastore %s could not be refreshed (%s); its free space is vSphere's last" % (key, error))
         sizes = self._sizes_of(props, snapshots) if snapshots else {}
         return self._capacity_of(vm, props), sizes, "; ".join(notes) or None
 

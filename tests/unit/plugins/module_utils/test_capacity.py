@@ -172,8 +172,8 @@ def test_vmware_measure_reads_the_layout_once_and_a_failed_refresh_is_only_a_not
               "layoutEx.disk": [NS(key=2000, chain=[NS(fileKey=[1])])], "layoutEx.snapshot": []}
     backend = _vmware.VmwareBackend.__new__(_vmware.VmwareBackend)
     backend._layout = lambda vm: calls.append("layout") or layout  # pylint: disable=protected-access
-    backend._properties = lambda objs, kind, paths: [(store, {"summary.name": "ds1", "summary.freeSpace": 5,  # noqa: E501 pylint: disable=protected-access
-                                                               "summary.capacity": 9})]
+    summary = {"summary.name": "ds1", "summary.freeSpace": 5, "summary.capacity": 9}
+    backend._properties = lambda objs, kind, paths: [(store, summary)]  # pylint: disable=protected-access
     backend._sdk = lambda func, vm=None, snapshot=None: func()  # pylint: disable=protected-access
     # getattr: the datastore object is a stand-in, not a vim.Datastore.
     disk.backing.__dict__["datastore"] = store
