@@ -130,8 +130,8 @@ def growth_run(vcsim, tmp_path_factory):  # pylint: disable=redefined-outer-name
         result = ws.run("prechange.snapshots.maintenance", {
             "prechange_run_id": run_id, "revert_or_prune_growth_limit_gb": 0.03,
             "revert_or_prune_growth_action": "stop"})
-        report = json.loads(next(ws.report_dir.glob("maintenance-%s*.json" % run_id)).read_text())
-        markdown = next(ws.report_dir.glob("maintenance-%s*.md" % run_id)).read_text()
+        report = json.loads((ws.report_dir / ("maintenance-%s.json" % run_id)).read_text())
+        markdown = (ws.report_dir / ("maintenance-%s.md" % run_id)).read_text()
         yield {"host": report["hosts"][0], "markdown": markdown, "stdout": result.stdout,
                "api": _pyvmomi_view(backend.conn, vm)}
     finally:

@@ -306,7 +306,7 @@ def on_host(vm, ds_path):
 
 def running_extent(vm):
     """The extent of the disk's running delta: the test hook for "the guest wrote after the snapshot"."""
-    files, chain, _ = layout(vm)
+    files, chain = layout(vm)[:2]
     return on_host(vm, next(files[k][0] for k in chain[-1] if files[k][1] == "diskExtent"))
 
 
