@@ -220,12 +220,15 @@ def measure_vm(backend, vm, snapshot_id=None):
     """``measure`` through a backend (read-only): the VM's storages and the snapshot's size. A measurement
     that fails is recorded as such (``note``); it never fails the step that asked for it."""
     try:
-        sizes = {}
+        snaps = []
         if snapshot_id is not None:
             snaps = [s for s in backend.list_snapshots(vm) if str(s.id) == str(snapshot_id)]
-            sizes = backend.snapshot_sizes(vm, snaps) if snaps else {}
+        # refresh: these two numbers are compared (growth), so they must be the platform's current ones.
+        capacity, sizes, note = backend.measure_storage(vm, snaps, refresh=True)
         size = next(iter(sizes.values()), (None, None))[0]
-        result = measure(backend.capacity(vm), size)
+        result = measure(capacity, size)
+        if note:
+            result["note"] = note
     except Exception as error:  # pylint: disable=broad-except
         # Only a report's numbers: no reading of them may stop the snapshot or the decision.
         return {"snapshot_bytes": None, "allocated_bytes": None, "storages": [], "note": str(error)}

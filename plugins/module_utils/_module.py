@@ -276,8 +276,7 @@ def vm_entry(vm, snapshots, p, now, backend=None):
                     older_than=p.get("older_than"), expired=p.get("expired"), now=now)
     current = next((s.name for s in snapshots if s.current), None)
     ages = [s.age_seconds(now) for s in snapshots if s.created is not None]
-    capacity = backend.capacity(vm) if backend is not None else None
-    sizes = backend.snapshot_sizes(vm, chosen) if backend is not None and chosen else {}
+    capacity, sizes, _note = backend.measure_storage(vm, chosen) if backend is not None else (None, {}, None)
     rows = []
     for snap in chosen:
         row = snap.to_result(now)

@@ -301,6 +301,12 @@ class SnapshotBackend(abc.ABC):
         """``{snapshot id: (size in bytes or None, a note saying how it was measured or why not)}``; read-only."""
         return {}
 
+    def measure_storage(self, vm, snapshots, refresh=False):
+        """``(capacity(vm), snapshot_sizes(vm, snapshots), note)``: what a report records of a VM. ``refresh``:
+        where the platform caches the VM's storage figures, have it re-read them first (a provider may do it in
+        one read); ``note`` says what could not be refreshed, or None. Read-only."""
+        return self.capacity(vm), self.snapshot_sizes(vm, snapshots) if snapshots else {}, None
+
     def check_create(self, vm, request, snapshots):
         """Refuse what the platform would refuse or corrupt; changes nothing."""
 

@@ -965,7 +965,34 @@ class VmwareBackend(VmwareCloneMixin, SnapshotBackend):
     def capacity(self, vm):
         """Each virtual disk's datastore (a snapshot's delta disk is made next to its parent) with the datastore
         summary's free space and capacity; the disk's capacity, and its files' sizes in layoutEx as its use."""
+        return self._capacity_of(vm, self._layout(vm))
+
+    def measure_storage(self, vm, snapshots, refresh=False):
+        """``capacity`` and ``snapshot_sizes`` from one read of the VM's layout. With ``refresh``, vSphere is asked
+        first to re-read the VM's files (RefreshStorageInfo: layoutEx is otherwise only refreshed now and then)
+        and, after the layout, its datastores' free space (RefreshDatastore); a refresh that fails leaves
+        vSphere's last numbers and says so in the note, it never fails the measurement."""
+        notes = []
+        if refresh:
+            try:
+                self._sdk(vm.handle.RefreshStorageInfo, vm=vm.name)
+            except Exception as error:  # pylint: disable=broad-except
+                notes.append("the VM's storage could not be refreshed (%s); its file sizes are vSphere's last" % error)
         props = self._layout(vm)
+        stores = {}
+        for dev in props.get("config.hardware.device") or [] if refresh else []:
+            store = getattr(dev.backing, "datastore", None) if isinstance(dev, vim.vm.device.VirtualDisk) else None
+            if store is not None:
+                stores[_moid(store)] = store
+        for key, store in stores.items():
+            try:
+                self._sdk(store.RefreshDatastore, vm=vm.name)
+            except Exception as error:  # pylint: disable=broad-except
+                notes.append("datastore %s could not be refreshed (%s); its free space is vSphere's last" % (key, error))
+        sizes = self._sizes_of(props, snapshots) if snapshots else {}
+        return self._capacity_of(vm, props), sizes, "; ".join(notes) or None
+
+    def _capacity_of(self, vm, props):
         files = {f.key: f for f in props.get("layoutEx.file") or []}
         chains = {d.key: d.chain for d in props.get("layoutEx.disk") or []}
         disks, stores = [], {}
@@ -1007,7 +1034,10 @@ class VmwareBackend(VmwareCloneMixin, SnapshotBackend):
     def snapshot_sizes(self, vm, snapshots):
         """From layoutEx: a snapshot's state and memory files plus, per disk, the delta that the next link of the
         chain (a child snapshot's or the running disk's) added after it: the data written since the snapshot."""
-        props = self._layout(vm)
+        return self._sizes_of(self._layout(vm), snapshots)
+
+    @staticmethod
+    def _sizes_of(props, snapshots):
         files = {f.key: int(f.size or 0) for f in props.get("layoutEx.file") or []}
         layouts = {_moid(s.key): s for s in props.get("layoutEx.snapshot") or []}
         chains = [[tuple(link.fileKey or ()) for link in d.chain or []] for d in props.get("layoutEx.disk") or []]

@@ -147,6 +147,9 @@ vms:
           description:
             - Bytes the snapshot's data takes now, or null where it cannot be measured.
             - The size of the snapshot's files in the VM's file layout (layoutEx), its delta disks, its state and memory files.
+            - As of vSphere's last refresh of the VM's storage (vSphere refreshes layoutEx now and then, and after
+              snapshot tasks); this module does not ask for a refresh. The maintenance playbook's growth measurement does
+              (C(RefreshStorageInfo)).
           type: int
           sample: 209993728
         size_note:

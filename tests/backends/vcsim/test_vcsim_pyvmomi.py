@@ -8,6 +8,7 @@ Each test names the 0.24.2 defect it guards (see patches/). Run:
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -270,3 +271,153 @@ def test_consolidation_hook(si):  # pylint: disable=redefined-outer-name
     finally:
         flag.value = ""
         wait(si, vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(extraConfig=[flag])))
+
+
+# --- snapshot files, disk chains, layoutEx and free space (patch 0008, prechange_disks.go) -----------------
+
+MIB = 1024 ** 2
+
+
+def disk_chain(vm):
+    """The first disk's backing chain as file names, base first."""
+    disk = next(d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk))
+    names, backing = [], disk.backing
+    while backing is not None:
+        names.insert(0, backing.fileName)
+        backing = backing.parent
+    return names
+
+
+def layout(vm):
+    """layoutEx as plain data: {key: (name, type, size)}, the first disk's chain and the snapshots' entries."""
+    lx = vm.layoutEx
+    files = {f.key: (f.name, f.type, f.size) for f in lx.file}
+    chain = [list(unit.fileKey) for unit in lx.disk[0].chain]
+    snaps = {s.key._moId: (s.dataKey, s.memoryKey, [list(u.fileKey) for u in s.disk[0].chain]) for s in lx.snapshot}
+    return files, chain, snaps
+
+
+def on_host(vm, ds_path):
+    """A "[datastore] dir/file" path as the file on this machine (the datastore's info.url is a directory)."""
+    store, rel = ds_path[1:].split("] ", 1)
+    ds = next(d for d in vm.datastore if d.name == store)
+    return Path(ds.info.url) / rel
+
+
+def running_extent(vm):
+    """The extent of the disk's running delta: the test hook for "the guest wrote after the snapshot"."""
+    files, chain = layout(vm)[:2]
+    return on_host(vm, next(files[k][0] for k in chain[-1] if files[k][1] == "diskExtent"))
+
+
+def test_snapshot_writes_delta_state_and_memory_files(si):  # pylint: disable=redefined-outer-name
+    """0.24.2: one empty .vmsn, the disk stays on its base file, layoutEx.disk has no delta."""
+    vm = vm_at(si, 0)
+    cleanup(si, vm)
+    base = disk_chain(vm)
+    assert len(base) == 1
+    snap = wait(si, vm.CreateSnapshot_Task("files", "", True, False))
+    try:
+        chain = disk_chain(vm)
+        assert chain[:1] == base and len(chain) == 2 and chain[1].endswith("-000001.vmdk"), chain
+        files, disk, snaps = layout(vm)
+        assert [files[k][0] for k in disk[0]] == [base[0], base[0].replace(".vmdk", "-flat.vmdk")]
+        assert [(files[k][0], files[k][1]) for k in disk[1]] == [
+            (chain[1], "diskDescriptor"), (chain[1].replace(".vmdk", "-delta.vmdk"), "diskExtent")]
+        data_key, memory_key, snap_chain = snaps[snap._moId]
+        assert snap_chain == disk[:1]  # the disk the snapshot froze
+        name, kind, size = files[data_key]
+        assert kind == "snapshotData" and name.endswith("-Snapshot1.vmsn") and 0 < size == on_host(vm, name).stat().st_size
+        name, kind, size = files[memory_key]
+        assert kind == "snapshotMemory" and size == vm.config.hardware.memoryMB * MIB == on_host(vm, name).stat().st_size
+        for key, (name, _kind, size) in files.items():
+            if name.endswith(".vmdk") and key not in disk[0]:
+                assert on_host(vm, name).stat().st_size == size
+        # Without memory: no .vmem, memoryKey -1.
+        second = wait(si, vm.CreateSnapshot_Task("files2", "", False, False))
+        assert layout(vm)[2][second._moId][1] == -1
+        assert len(disk_chain(vm)) == 3
+    finally:
+        cleanup(si, vm)
+
+
+def test_guest_writes_show_after_refresh_storage_info_and_free_space_follows(si):  # pylint: disable=redefined-outer-name
+    """The hook: bytes written into the running delta appear in layoutEx after RefreshStorageInfo; the
+    datastore's free space is the filesystem's after RefreshDatastore and after a snapshot task (0.24.2: the
+    model's value, moved only by disk creation)."""
+    vm = vm_at(si, 0)
+    cleanup(si, vm)
+    snap = wait(si, vm.CreateSnapshot_Task("grow", "", False, False))
+    written = 128 * MIB
+    margin = 64 * MIB  # other processes write to the same filesystem meanwhile
+    try:
+        extent = running_extent(vm)
+        before = next(size for name, _t, size in layout(vm)[0].values() if on_host(vm, name) == extent)
+        with open(extent, "ab") as handle:
+            handle.write(b"\x5a" * written)
+        vm.RefreshStorageInfo()
+        after = next(size for name, _t, size in layout(vm)[0].values() if on_host(vm, name) == extent)
+        assert after - before == written
+        ds = vm.datastore[0]
+        ds.RefreshDatastore()
+        stat = os.statvfs(ds.info.url)
+        full = ds.summary.freeSpace
+        assert abs(full - stat.f_bfree * stat.f_bsize) < margin
+        # The revert discards the delta: the task itself moves the free space back up.
+        wait(si, snap.RevertToSnapshot_Task())
+        assert not extent.exists()
+        stat = os.statvfs(ds.info.url)
+        assert abs(ds.summary.freeSpace - stat.f_bfree * stat.f_bsize) < margin
+        assert ds.summary.freeSpace - full > written - margin
+    finally:
+        cleanup(si, vm)
+
+
+def test_revert_discards_the_running_delta_and_remove_merges(si):  # pylint: disable=redefined-outer-name
+    vm = vm_at(si, 1)
+    cleanup(si, vm)
+    base = disk_chain(vm)
+    first = wait(si, vm.CreateSnapshot_Task("r1", "", False, False))
+    d1 = disk_chain(vm)[-1]
+    with open(running_extent(vm), "ab") as handle:
+        handle.write(b"\x01" * MIB)
+    second = wait(si, vm.CreateSnapshot_Task("r2", "", False, False))
+    d2 = disk_chain(vm)[-1]
+    try:
+        wait(si, first.RevertToSnapshot_Task())
+        chain = disk_chain(vm)
+        assert chain[0] == base[0] and len(chain) == 2 and chain[1] not in (d1, d2), chain
+        assert not on_host(vm, d2).exists()  # the discarded running delta
+        files, _chain, snaps = layout(vm)
+        assert files[snaps[second._moId][2][-1][0]][0] == d1 and on_host(vm, d1).exists()  # r2 froze d1
+        # r2 (now on another branch) goes with its delta d1; r1's running delta is kept.
+        wait(si, second.RemoveSnapshot_Task(removeChildren=False))
+        assert not on_host(vm, d1).exists() and len(disk_chain(vm)) == 2
+        # Removing the last snapshot merges the running delta into the base disk and deletes it.
+        with open(running_extent(vm), "ab") as handle:
+            handle.write(b"\x02" * (2 * MIB))
+        delta = disk_chain(vm)[-1]
+        wait(si, first.RemoveSnapshot_Task(removeChildren=False))
+        assert disk_chain(vm) == base and not on_host(vm, delta).exists()
+        files, chain, snaps = layout(vm)
+        assert snaps == {} and len(chain) == 1
+        assert on_host(vm, base[0].replace(".vmdk", "-flat.vmdk")).stat().st_size >= 2 * MIB
+        assert not [n for n, _t, _s in files.values() if n.endswith((".vmsn", ".vmem"))]
+    finally:
+        cleanup(si, vm)
+
+
+def test_remove_all_consolidates_into_the_base(si):  # pylint: disable=redefined-outer-name
+    vm = vm_at(si, 1)
+    cleanup(si, vm)
+    base = disk_chain(vm)
+    for name in ("a1", "a2", "a3"):
+        wait(si, vm.CreateSnapshot_Task(name, "", True, False))
+    deltas = disk_chain(vm)[1:]
+    home = on_host(vm, base[0]).parent
+    assert len(deltas) == 3 and len(list(home.glob("*-Snapshot*.vms*"))) + len(list(home.glob("*.vmem"))) >= 6
+    wait(si, vm.RemoveAllSnapshots_Task())
+    assert disk_chain(vm) == base
+    assert not [d for d in deltas if on_host(vm, d).exists()]
+    assert not list(home.glob("*-Snapshot*"))
+    assert layout(vm)[2] == {} and len(layout(vm)[1]) == 1

@@ -243,6 +243,7 @@ func consolidationAfterRemove(vm *VirtualMachine) []types.PropertyChange {
 func (vm *VirtualMachine) ConsolidateVMDisksTask(req *types.ConsolidateVMDisks_Task) soap.HasFault {
 	task := CreateTask(vm, "consolidateVMDisks", func(t *Task) (types.AnyType, types.BaseMethodFault) {
 		Map.Update(vm, []types.PropertyChange{{Name: "runtime.consolidationNeeded", Val: false}})
+		vm.prechangeReconcile(nil) // merge what no snapshot needs, re-read the layout (prechange_disks.go)
 		return nil, nil
 	})
 	return &methods.ConsolidateVMDisks_TaskBody{

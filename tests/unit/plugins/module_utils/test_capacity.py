@@ -135,8 +135,9 @@ def test_growth_against_bytes_and_percent_of_free():
 
 
 def test_vmware_snapshot_size_is_its_files_and_the_delta_after_it():
-    """vcsim 0.24.2 fills no layoutEx.snapshot, so the chain walk is checked here on a recorded shape: a disk
-    base.vmdk, snapshot s1 (state file 10, memory 11) then the running delta 1.vmdk (files 3, 4)."""
+    """The chain walk on a recorded vSphere shape (vcsim writes the same shape since patch 0008, see
+    tests/integration/test_capacity_on_backends.py): a disk base.vmdk, snapshot s1 (state file 10, memory 11)
+    then the running delta 1.vmdk (files 3, 4)."""
     from types import SimpleNamespace as NS  # pylint: disable=import-outside-toplevel
     from ansible_collections.prechange.snapshots.plugins.module_utils import _vmware  # noqa: E501 pylint: disable=import-outside-toplevel
     shape = ((1, 500), (2, 10 ** 9), (3, 500), (4, 64 * 2 ** 20), (10, 4096), (11, 2 ** 30))
@@ -150,6 +151,40 @@ def test_vmware_snapshot_size_is_its_files_and_the_delta_after_it():
     sizes = backend.snapshot_sizes(None, [NS(id="snapshot-1"), NS(id="snapshot-9")])
     assert sizes["snapshot-1"][0] == 4096 + 2 ** 30 + 500 + 64 * 2 ** 20
     assert sizes["snapshot-9"] == (None, "the VM's file layout (layoutEx) lists no files for this snapshot")
+
+
+def test_vmware_measure_reads_the_layout_once_and_a_failed_refresh_is_only_a_note():
+    """The maintenance run's measurement: RefreshStorageInfo, one layout read for the disks and the snapshot's
+    size, RefreshDatastore per datastore. A refresh vSphere refuses leaves its last numbers, with a note."""
+    from types import SimpleNamespace as NS  # pylint: disable=import-outside-toplevel
+    from pyVmomi import vim  # pylint: disable=import-outside-toplevel
+    from ansible_collections.prechange.snapshots.plugins.module_utils import _vmware  # noqa: E501 pylint: disable=import-outside-toplevel
+    calls = []
+
+    def refused():
+        calls.append("RefreshStorageInfo")
+        raise vim.fault.NoPermission(msg="Permission to perform this operation was denied.")
+
+    store = NS(_moId="datastore-1", RefreshDatastore=lambda: calls.append("RefreshDatastore"))
+    disk = vim.vm.device.VirtualDisk(key=2000, capacityInBytes=GIB)
+    disk.backing = vim.vm.device.VirtualDisk.FlatVer2BackingInfo(fileName="[ds1] vm/vm.vmdk")
+    layout = {"config.hardware.device": [disk], "layoutEx.file": [NS(key=1, size=10, type="diskExtent")],
+              "layoutEx.disk": [NS(key=2000, chain=[NS(fileKey=[1])])], "layoutEx.snapshot": []}
+    backend = _vmware.VmwareBackend.__new__(_vmware.VmwareBackend)
+    backend._layout = lambda vm: calls.append("layout") or layout  # pylint: disable=protected-access
+    summary = {"summary.name": "ds1", "summary.freeSpace": 5, "summary.capacity": 9}
+    backend._properties = lambda objs, kind, paths: [(store, summary)]  # pylint: disable=protected-access
+    backend._sdk = lambda func, vm=None, snapshot=None: func()  # pylint: disable=protected-access
+    # getattr: the datastore object is a stand-in, not a vim.Datastore.
+    disk.backing.__dict__["datastore"] = store
+    vm = NS(name="web01", handle=NS(RefreshStorageInfo=refused))
+    capacity, sizes, note = backend.measure_storage(vm, [NS(id="snapshot-1")], refresh=True)
+    assert calls == ["RefreshStorageInfo", "layout", "RefreshDatastore"]
+    assert note.startswith("the VM's storage could not be refreshed (") and "vSphere's last" in note
+    assert capacity.disks[0].free_bytes == 5 and capacity.disks[0].used_bytes == 10
+    assert sizes == {"snapshot-1": (None, "the VM's file layout (layoutEx) lists no files for this snapshot")}
+    calls.clear()
+    assert backend.measure_storage(vm, [], refresh=False)[1:] == ({}, None) and calls == ["layout"]
 
 
 def test_proxmox_disk_sizes():
