@@ -162,16 +162,22 @@ GUARD_PLAY = """
           delegate_to: localhost
 """
 
-# The change edits the VM's own definition through libvirt (its title), on whichever VM it runs for: the clone
-# when it runs on the clone (PRECHANGE_ON=clone, set by the clone's Python wrapper), else the real VM.
+# The change edits the VM's own definition through libvirt (its title), as a user's API-driven change does: on
+# prechange_vm, from the controller. During the rehearsal prechange_vm is the clone (and prechange_rehearsal is
+# defined), so the real VM must keep its title when the rehearsal fails.
 GUARD_CHANGE = """---
-- name: The change (retitles the VM it runs on)
-  ansible.builtin.shell: |
-    where="${PRECHANGE_ON:-real}"
-    echo "$where" >> %(work)s/changes.log
-    if [ "$where" = clone ]; then dom=%(clone)s; else dom=%(vm)s; fi
-    virsh -q -c %(uri)s desc "$dom" --config --title --new-desc changed-by-the-change
+- name: The change (retitles its VM through libvirt, from the controller)
+  ansible.builtin.command:
+    argv: [virsh, -q, -c, "%(uri)s", desc, "{{ prechange_vm }}", --config, --title, --new-desc, changed-by-the-change]
+  delegate_to: localhost
   changed_when: true
+
+- name: Note where it ran
+  ansible.builtin.shell: |
+    echo "{{ 'clone' if prechange_rehearsal is defined and prechange_vm == prechange_rehearsal.clone else 'real' }}" \
+      >> %(work)s/changes.log
+  delegate_to: localhost
+  changed_when: false
 """
 
 GUARD_CHECKS = """---
