@@ -94,9 +94,4 @@ notes:
     changes nothing. Diff mode shows the clone before and after.
   - The clone carries the ownership marker (source VM and its id, snapshot, run, creator, created, expires, ticket,
     kind C(clone) or C(restore_point)).
-  - The connection options need not be in the task. Those it does not give come from the inventory host's
-    C(prechange_<provider>_<option>) variables (for example C(prechange_proxmox_api_host), the same variables the
-    roles read; on libvirt also the C(ansible_libvirt_uri) of the community.libvirt inventory), then from the
-    play's C(module_defaults) (C(group/prechange.snapshots.<provider>) or the module's own entry), then from the
-    environment variables. An argument given in the task wins over all of them.
 """

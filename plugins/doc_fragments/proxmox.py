@@ -81,4 +81,9 @@ attributes:
     support: full
     membership:
       - prechange.snapshots.proxmox
+notes:
+  - The connection options need not be in the task. Those it does not give come from the inventory host's
+    C(prechange_proxmox_<option>) variables (the same variables the roles read), then from the play's
+    C(module_defaults) (C(group/prechange.snapshots.proxmox) or the module's own entry), then from the environment
+    variables. An argument given in the task wins over all of them.
 """

@@ -114,3 +114,24 @@ def test_libvirt_clone_host_variable_wins_over_module_defaults(libvirtd, libvirt
         assert name not in _libvirt_names(libvirtd)
     finally:
         module_result("libvirt_clone", {"uri": libvirtd, "name": name, "state": "absent"}, tmp_path)
+
+
+def test_proxmox_snapshot_modules_take_the_host_variables_too(pve, tmp_path):
+    """The snapshot and info modules connect as the clone modules do: host variables, explicit arguments winning."""
+    backend = proxmox_backend(pve)
+    snap = "hostvars%s" % uuid.uuid4().hex[:6]
+    wrong = dict(backend.inventory_vars, prechange_proxmox_api_password="not-the-password")
+    made = _call(tmp_path, backend.inventory_vars, "proxmox_snapshot",
+                 {"vm": 100, "name": snap, "memory": False, "expires": "1d"}, tag="snap")
+    assert made.get("changed") and not made.get("failed"), made
+    listed = _call(tmp_path, backend.inventory_vars, "proxmox_snapshot_info", {"vm": 100}, tag="info")
+    assert snap in [s["name"] for s in listed["snapshots"]], listed
+    refused = _call(tmp_path, wrong, "proxmox_snapshot_info", {"vm": 100}, tag="wrong")
+    assert refused.get("failed") and "authentication to 127.0.0.1 failed" in refused["msg"], refused
+    gone = _call(tmp_path, wrong, "proxmox_snapshot", {"vm": 100, "name": snap, "state": "absent",
+                                                       "api_password": backend.module_args["api_password"]}, tag="gone")
+    assert gone.get("changed"), gone
+    # Read back through proxmoxer: the snapshot is gone.
+    api = _pve_api(backend.conn)
+    node = next(r["node"] for r in api.cluster.resources.get(type="vm") if r.get("vmid") == 100)
+    assert snap not in [s["name"] for s in api.nodes(node).qemu(100).snapshot.get()]
