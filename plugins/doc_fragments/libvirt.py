@@ -30,6 +30,7 @@ attributes:
 notes:
   - The connection options need not be in the task. Those it does not give come from the inventory host's
     C(prechange_libvirt_<option>) variables (the same variables the roles read; also the C(ansible_libvirt_uri)
-    of the community.libvirt inventory), then from the play's C(module_defaults) (C(group/prechange.snapshots.libvirt) or the module's own entry), then from the environment
-    variables. An argument given in the task wins over all of them.
+    of the community.libvirt inventory), then from the play's C(module_defaults)
+    (C(group/prechange.snapshots.libvirt) or the module's own entry), then from the environment variables. An
+    argument given in the task wins over all of them.
 """
