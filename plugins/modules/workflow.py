@@ -42,6 +42,8 @@ description:
     changes, or its snapshots' deletion may start in the time left (see the maintenance playbook's
     C(maintenance_window_end)).
   - O(step=rehearse) takes the maintenance playbook's rehearsal decisions in this host's context.
+  - O(step=batch) (C(run_once)) says which optional per-host steps the serial batch needs (O(features)), so that
+    the maintenance playbook runs a step that no host of the batch needs once, not once per host.
     O(rehearsal=plan) names the clone and how to reach it, or fails before anything is cloned.
     O(rehearsal=outcome) gives the rehearsal's verdict and whether the change may go on to the real VM.
 author:
@@ -51,7 +53,7 @@ options:
     description: Which step of the call.
     type: str
     required: true
-    choices: [start, window, request, run, publish, report, rehearse]
+    choices: [start, window, request, run, publish, report, rehearse, batch]
   at:
     description:
       - With O(step=window) (C(run_once)), which gate of the window's deadline to decide. C(batch) may this serial
@@ -64,6 +66,13 @@ options:
     description:
       - With O(step=window), the window's settings as the maintenance playbook passes them (C(end), C(minutes),
         C(batch_minutes), C(revert_minutes)).
+    type: dict
+  features:
+    description:
+      - With O(step=batch), each optional step by the variable that turns it on, for example
+        C({rehearse: maintenance_rehearse}). A step is needed when any host of the batch sets its variable
+        (inventory, extra vars, facts) to a value that is not off (false, empty); only variables whose default is
+        off may be named.
     type: dict
   delta_bytes:
     description: With O(step=window) and O(at=settle), the size of each host's snapshot delta, by host, when known.
@@ -187,6 +196,21 @@ run_id:
   returned: step run
   type: str
   sample: 20261122T021500Z-4f2a
+needs:
+  description: With O(step=batch), each feature of O(features) and whether any host of the batch needs it.
+  returned: step batch
+  type: dict
+  sample: {"rehearse": false, "veto": false}
+reverted:
+  description: With O(step=run), the hosts whose snapshot was reverted.
+  returned: step run
+  type: list
+  elements: str
+failing:
+  description: With O(step=report), the hosts of the batch that the playbook fails (the C(fail) of O(hosts)).
+  returned: step report
+  type: list
+  elements: str
 holder:
   description: Who holds the lease of this run's VMs (user, controller, process).
   returned: step run
@@ -202,10 +226,11 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             step=dict(type="str", required=True,
-                      choices=["start", "window", "request", "run", "publish", "report", "rehearse"]),
+                      choices=["start", "window", "request", "run", "publish", "report", "rehearse", "batch"]),
             at=dict(type="str", choices=["batch", "change", "settle", "end"]),
             window=dict(type="dict"),
             delta_bytes=dict(type="dict"),
+            features=dict(type="dict"),
             plan=dict(type="bool", default=False),
             rehearsal=dict(type="str", choices=["plan", "outcome"]),
             kind=dict(type="str", choices=["snapshot", "settle", "lookup", "prune"]),
