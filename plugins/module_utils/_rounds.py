@@ -14,9 +14,10 @@ step decides once per serial batch, on the controller, whether any host of the b
 the playbook makes a step that no host needs ``run_once`` (one skipped result for the whole batch), and
 leaves it a per-host task, exactly as before, when some host needs it.
 
-A feature is named by the variable that turns it on. It is on for the batch when any of its hosts sets the
-variable (inventory, extra vars, facts) to a value that is not off. Only variables whose default is off
-(false, empty) may be named: a host that does not set one has it off.
+A feature is named by the variable (or variables) that turn it on. It is on for the batch when any of its
+hosts has one of them at a value that is not off. A host's value is what it sets (inventory, extra vars,
+facts), else the variable's default as given in ``defaults`` (role defaults, which a host's ``hostvars`` do not
+show), else off.
 """
 
 from __future__ import annotations
@@ -45,21 +46,28 @@ def is_on(value):
     return True
 
 
-def batch_needs(features, values):
+def batch_needs(features, values, defaults=None):
     """{feature: bool}: whether any host of the batch turns the feature on.
 
-    ``features``: {feature: variable name}; ``values``: {host: {variable: value}} with only the variables the
-    host sets (a variable a host does not set is off for it).
+    ``features``: {feature: [variable name, ...]} (as check_features returns it); ``values``: {host: {variable:
+    value}} with only the variables the host sets; ``defaults``: {variable: value} for a host that does not set
+    it (else off).
     """
-    return {name: any(is_on(mine[variable]) for mine in values.values() if variable in mine)
-            for name, variable in features.items()}
+    defaults = defaults or {}
+    return {name: any(is_on(mine[variable] if variable in mine else defaults.get(variable))
+                      for mine in values.values() for variable in variables)
+            for name, variables in features.items()}
 
 
 def check_features(features):
-    """The ``features`` argument, checked: a dict of feature name -> variable name. Raises ValueError."""
+    """The ``features`` argument, checked: {feature: [variable, ...]} from a variable name or a list. Raises ValueError."""
     if not isinstance(features, dict) or not features:
         raise ValueError("features must name each feature's variable, e.g. {rehearse: maintenance_rehearse}")
-    for name, variable in features.items():
-        if not isinstance(variable, str) or not variable.strip():
-            raise ValueError("feature '%s' names no variable" % name)
-    return {str(name): variable.strip() for name, variable in features.items()}
+    out = {}
+    for name, variables in features.items():
+        variables = [variables] if isinstance(variables, str) else variables
+        if not isinstance(variables, (list, tuple)) or not variables \
+                or not all(isinstance(v, str) and v.strip() for v in variables):
+            raise ValueError("feature '%s' names no variable (a variable name or a list of them)" % name)
+        out[str(name)] = [v.strip() for v in variables]
+    return out

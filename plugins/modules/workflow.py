@@ -69,10 +69,15 @@ options:
     type: dict
   features:
     description:
-      - With O(step=batch), each optional step by the variable that turns it on, for example
-        C({rehearse: maintenance_rehearse}). A step is needed when any host of the batch sets its variable
-        (inventory, extra vars, facts) to a value that is not off (false, empty); only variables whose default is
-        off may be named.
+      - With O(step=batch), each optional step by the variable (or list of variables) that turns it on, for example
+        C({rehearse: maintenance_rehearse}). A step is needed when any host of the batch has one of its variables
+        at a value that is not off (false, empty): the value the host sets (inventory, extra vars, facts), else
+        its default in O(defaults), else off.
+    type: dict
+  defaults:
+    description:
+      - With O(step=batch), the value of a variable of O(features) for a host that does not set it (the role's
+        default, which a host's C(hostvars) do not show).
     type: dict
   delta_bytes:
     description: With O(step=window) and O(at=settle), the size of each host's snapshot delta, by host, when known.
@@ -231,6 +236,7 @@ def main():
             window=dict(type="dict"),
             delta_bytes=dict(type="dict"),
             features=dict(type="dict"),
+            defaults=dict(type="dict"),
             plan=dict(type="bool", default=False),
             rehearsal=dict(type="str", choices=["plan", "outcome"]),
             kind=dict(type="str", choices=["snapshot", "settle", "lookup", "prune"]),
