@@ -147,7 +147,7 @@ class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _VALID_ARGS = frozenset(("step", "kind", "request", "hosts", "run_id", "holder", "results", "report_dir", "batch",
                              "rehearsal", "max_fail_percentage", "fail_reverted", "plan", "at", "window", "delta_bytes",
-                             "features", "defaults"))
+                             "features"))
     _supports_check_mode = True
 
     def run(self, tmp=None, task_vars=None):
@@ -207,9 +207,6 @@ class ActionModule(ActionBase):
             features = _rounds.check_features(self._task.args.get("features"))
         except ValueError as error:
             raise AnsibleActionFail("workflow: step batch: %s" % error)
-        defaults = self._task.args.get("defaults") or {}
-        if not isinstance(defaults, dict):
-            raise AnsibleActionFail("workflow: step batch: defaults must be a dict of variable: value")
         hostvars = task_vars.get("hostvars") or {}
         values = {}
         for host in task_vars.get("ansible_play_batch") or []:
@@ -223,7 +220,7 @@ class ActionModule(ActionBase):
                     # A template that fails here fails in the host's own step too: keep that step per host.
                     mine[variable] = _rounds.UNREADABLE
             values[host] = mine
-        needs = _rounds.batch_needs(features, values, defaults)
+        needs = _rounds.batch_needs(features, values)
         return {"changed": False, "needs": needs,
                 "msg": "this batch needs: %s" % (", ".join(sorted(k for k, on in needs.items() if on)) or "none")}
 

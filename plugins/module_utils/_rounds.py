@@ -15,9 +15,13 @@ the playbook makes a step that no host needs ``run_once`` (one skipped result fo
 leaves it a per-host task, exactly as before, when some host needs it.
 
 A feature is named by the variable (or variables) that turn it on. It is on for the batch when any of its
-hosts has one of them at a value that is not off. A host's value is what it sets (inventory, extra vars,
-facts), else the variable's default as given in ``defaults`` (role defaults, which a host's ``hostvars`` do not
-show), else off.
+hosts sets one of them (inventory, extra vars, facts) to a value that is not off. Only variables whose default
+is off (false, empty) may be named: a host that does not set one has it off (role defaults and play vars are
+not in a host's ``hostvars``).
+
+Only includes may be gated so: Ansible's strategy takes a templated ``run_once`` as true when it registers a
+result, sets facts or fails a host (it would copy one host's result to every host of the batch, or fail them
+all); an include does none of that, and the tasks it includes do not inherit its ``run_once``.
 """
 
 from __future__ import annotations
@@ -46,16 +50,13 @@ def is_on(value):
     return True
 
 
-def batch_needs(features, values, defaults=None):
+def batch_needs(features, values):
     """{feature: bool}: whether any host of the batch turns the feature on.
 
     ``features``: {feature: [variable name, ...]} (as check_features returns it); ``values``: {host: {variable:
-    value}} with only the variables the host sets; ``defaults``: {variable: value} for a host that does not set
-    it (else off).
+    value}} with only the variables the host sets (one it does not set is off for it).
     """
-    defaults = defaults or {}
-    return {name: any(is_on(mine[variable] if variable in mine else defaults.get(variable))
-                      for mine in values.values() for variable in variables)
+    return {name: any(is_on(mine[variable]) for mine in values.values() for variable in variables if variable in mine)
             for name, variables in features.items()}
 
 

@@ -71,13 +71,8 @@ options:
     description:
       - With O(step=batch), each optional step by the variable (or list of variables) that turns it on, for example
         C({rehearse: maintenance_rehearse}). A step is needed when any host of the batch has one of its variables
-        at a value that is not off (false, empty): the value the host sets (inventory, extra vars, facts), else
-        its default in O(defaults), else off.
-    type: dict
-  defaults:
-    description:
-      - With O(step=batch), the value of a variable of O(features) for a host that does not set it (the role's
-        default, which a host's C(hostvars) do not show).
+        at a value that is not off (false, empty), as the host sets it (inventory, extra vars, facts). Only
+        variables whose default is off may be named: a host that does not set one has it off.
     type: dict
   delta_bytes:
     description: With O(step=window) and O(at=settle), the size of each host's snapshot delta, by host, when known.
@@ -236,7 +231,6 @@ def main():
             window=dict(type="dict"),
             delta_bytes=dict(type="dict"),
             features=dict(type="dict"),
-            defaults=dict(type="dict"),
             plan=dict(type="bool", default=False),
             rehearsal=dict(type="str", choices=["plan", "outcome"]),
             kind=dict(type="str", choices=["snapshot", "settle", "lookup", "prune"]),

@@ -2,9 +2,8 @@
 """The maintenance playbook's optional per-host steps cost a host nothing when no host of the batch needs them.
 
 Every task Ansible sends to a host is a worker round on that host, even when its ``when`` skips it. The
-playbook's optional steps (the rehearsal, the user's veto tasks, waiting for the host, the checks, the checks
-after a revert, failing the hosts that must fail) are made ``run_once`` by the playbook when no host of the
-batch needs them (``workflow`` step ``batch``, module_utils/_rounds.py), and stay per host when any host does.
+playbook's optional steps (the rehearsal, the user's veto tasks, the checks after a revert, failing the hosts
+that must fail) are made ``run_once`` by the playbook when no host of the batch needs them (``workflow`` step ``batch``, module_utils/_rounds.py), and stay per host when any host does.
 
 Counted with a small callback of this test (results per task and host, as the strategy reports them), and the
 outcome read back from the hypervisor (proxmoxer, pyVmomi):
@@ -20,6 +19,7 @@ outcome read back from the hypervisor (proxmoxer, pyVmomi):
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -62,16 +62,15 @@ class CallbackModule(CallbackBase):
             json.dump(self.seen, handle)
 '''
 
-# The optional steps, by a part of their task name, and the per-host step every host runs once.
+# The optional steps, by a part of their task name.
 OPTIONAL = {
     "rehearse": "Maintenance | Rehearse the change",
-    "wait": "Verify | Wait for the host to answer",
-    "checks": "Verify | Run the checks on the host",
     "veto": "Ask the user's veto tasks",
     "after revert": "Maintenance | After a revert",
     "fail": "Maintenance | Fail the hosts",
 }
-VERDICT = "Verify | Set the verdict"
+# Per-host steps, for every host whatever the options (their `when` reads each host's own variables).
+PER_HOST = ("Verify | Wait for the host to answer", "Verify | Run the checks on the host", "Verify | Set the verdict")
 VMWARE_VMS = ["DC0_C0_RP0_VM0", "DC0_C0_RP0_VM1", "DC0_H0_VM0"]
 
 
@@ -126,7 +125,8 @@ def test_optional_steps_no_host_needs_run_once_per_batch(provider, request, tmp_
     for step, part in OPTIONAL.items():
         got = results_of(seen, part)
         findings.expect(len(got) == 1, "%s: %d results (%s), expected one for the batch" % (step, len(got), got))
-    findings.expect(results_of(seen, VERDICT) == ["h1", "h2", "h3"], "verdicts: %s" % results_of(seen, VERDICT))
+    for part in PER_HOST:
+        findings.expect(results_of(seen, part) == ["h1", "h2", "h3"], "%s: %s" % (part, results_of(seen, part)))
     snaps = ws.snapshots()
     findings.expect(all(name not in snaps[h] for h in ws.hosts), "the run's snapshot is left: %s" % snaps)
     report = json.loads((ws.report_dir / ("maintenance-%s.json" % run_id)).read_text())
@@ -158,9 +158,13 @@ def test_optional_steps_some_hosts_need_run_on_every_host(provider, request, tmp
         findings = Findings("maintenance with optional steps on for h2 and h3 only (%s)" % provider)
         # h3 is reverted, which fails it (maintenance_fail_reverted).
         findings.expect(proc.returncode == 2, "rc %s, expected 2 (h3 reverted)" % proc.returncode)
-        for step in ("wait", "checks", "veto", "after revert", "fail"):
+        for step in ("veto", "after revert", "fail"):
             got = results_of(seen, OPTIONAL[step])
             findings.expect(got == ["h1", "h2", "h3"], "%s: results on %s, expected every host" % (step, got))
+        # Only h3 fails (a gate's templated run_once must never fail every host of the batch).
+        for host, failed in (("h1", 0), ("h2", 0), ("h3", 1)):
+            findings.expect(re.search(r"^%s\s+:.* failed=%d " % (host, failed), proc.stdout, re.M),
+                            "%s: not failed=%d in the recap" % (host, failed))
         findings.expect(len(results_of(seen, OPTIONAL["rehearse"])) == 1, "rehearse: not once for the batch")
         findings.expect(results_of(seen, "My veto") == ["h2"], "veto tasks ran on %s" % results_of(seen, "My veto"))
         findings.expect(results_of(seen, "My check") == ["h3"], "checks ran on %s" % results_of(seen, "My check"))

@@ -36,23 +36,10 @@ def test_no_host_sets_it_and_no_default_is_off():
     assert _rounds.batch_needs(features, {}) == {"veto": False}
 
 
-def test_a_default_counts_for_the_hosts_that_do_not_set_the_variable():
-    features = _rounds.check_features({"reachable": "verify_reachable"})
-    defaults = {"verify_reachable": True}
-    assert _rounds.batch_needs(features, {"h1": {"verify_reachable": False}, "h2": {"verify_reachable": "no"}},
-                               defaults) == {"reachable": False}
-    # One host that keeps the default (true) needs the step.
-    assert _rounds.batch_needs(features, {"h1": {"verify_reachable": False}, "h2": {}}, defaults) == {"reachable": True}
-
-
 def test_any_variable_of_a_feature_turns_it_on():
-    features = _rounds.check_features({"checks": ["verify_services", "verify_tasks_file", "verify_no_failed_units"]})
-    defaults = {"verify_no_failed_units": True}
-    off = {"verify_no_failed_units": False}
-    assert _rounds.batch_needs(features, {"h1": dict(off), "h2": dict(off, verify_services=[])},
-                               defaults) == {"checks": False}
-    assert _rounds.batch_needs(features, {"h1": dict(off), "h2": dict(off, verify_tasks_file="checks.yml")},
-                               defaults) == {"checks": True}
+    features = _rounds.check_features({"checks": ["verify_services", "verify_tasks_file"]})
+    assert _rounds.batch_needs(features, {"h1": {}, "h2": {"verify_services": []}}) == {"checks": False}
+    assert _rounds.batch_needs(features, {"h1": {}, "h2": {"verify_tasks_file": "checks.yml"}}) == {"checks": True}
 
 
 def test_an_unreadable_value_keeps_the_step_per_host():
@@ -74,34 +61,47 @@ def _tasks(nodes):
             yield from _tasks(node.get(key))
 
 
-def _batch_steps():
+def _play():
     with open(os.path.join(REPO, "playbooks", "maintenance.yml"), encoding="utf-8") as handle:
-        play = yaml.safe_load(handle)[0]
-    return [t for t in _tasks(play["tasks"]) if (t.get("prechange.snapshots.workflow") or {}).get("step") == "batch"]
+        return yaml.safe_load(handle)[0]
 
 
-def _role_defaults():
-    defaults = {}
-    for role in ("verify", "revert_or_prune", "snapshot"):
-        with open(os.path.join(REPO, "roles", role, "defaults", "main.yml"), encoding="utf-8") as handle:
-            defaults.update(yaml.safe_load(handle) or {})
-    return defaults
+def _role_tasks(role, name):
+    with open(os.path.join(REPO, "roles", role, "tasks", name + ".yml"), encoding="utf-8") as handle:
+        return yaml.safe_load(handle) or []
 
 
-def test_the_playbooks_batch_steps_know_every_default_that_is_on():
-    """A variable whose role default turns its step on must be given as a default, with the role's value.
+INCLUDES = ("ansible.builtin.include_tasks", "include_tasks", "ansible.builtin.include_role", "include_role")
 
-    Else a host that keeps the role's default would be taken as off, and its step would not run.
+
+def test_only_includes_get_a_templated_run_once():
+    """The strategy reads a templated run_once as true when it registers a result, sets facts or fails a host.
+
+    So only an include (or an import of includes) may be gated with one, and without register.
     """
-    steps = _batch_steps()
-    assert len(steps) == 3
-    roles = _role_defaults()
-    for task in steps:
-        args = task["prechange.snapshots.workflow"]
-        given = args.get("defaults") or {}
-        for variables in _rounds.check_features(args["features"]).values():
-            for variable in variables:
-                if variable in roles and _rounds.is_on(roles[variable]):
-                    assert given.get(variable) == roles[variable], (task["name"], variable)
-                else:
-                    assert variable not in given or given[variable] == roles.get(variable), (task["name"], variable)
+    gated = [t for t in _tasks(_play()["tasks"]) if isinstance(t.get("run_once"), str)]
+    assert len(gated) == 4, [t["name"] for t in gated]
+    for task in gated:
+        assert "register" not in task, task["name"]
+        if "ansible.builtin.import_role" in task:
+            imported = task["ansible.builtin.import_role"]
+            inner = list(_tasks(_role_tasks(imported["name"].split(".")[-1], imported["tasks_from"])))
+        else:
+            inner = [task]
+        for each in inner:
+            assert any(key in each for key in INCLUDES) and "register" not in each, (task["name"], each["name"])
+
+
+def test_each_gate_reads_a_feature_the_playbooks_batch_steps_decide():
+    play = _play()
+    decided = {}
+    for task in _tasks(play["tasks"]):
+        args = task.get("prechange.snapshots.workflow") or {}
+        if args.get("step") == "batch":
+            assert task.get("run_once") is True and task.get("register"), task["name"]
+            for feature in _rounds.check_features(args["features"]):
+                decided["%s.needs.%s" % (task["register"], feature)] = task["name"]
+    for task in _tasks(play["tasks"]):
+        gate = task.get("run_once")
+        if isinstance(gate, str) and ".needs." in gate:
+            assert any(key in gate for key in decided), (task["name"], gate)
