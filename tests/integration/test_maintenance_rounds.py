@@ -3,7 +3,9 @@
 
 Every task Ansible sends to a host is a worker round on that host, even when its ``when`` skips it. The
 playbook's optional steps (the rehearsal, the user's veto tasks, the checks after a revert, failing the hosts
-that must fail) are made ``run_once`` by the playbook when no host of the batch needs them (``workflow`` step ``batch``, module_utils/_rounds.py), and stay per host when any host does.
+that must fail) are made ``run_once`` by the playbook when no host of the batch needs them (``workflow`` step
+``batch``, module_utils/_rounds.py), and stay per host when any host does. Waiting for the host and the checks
+stay per host: they register results, which a templated ``run_once`` would copy to every host.
 
 Counted with a small callback of this test (results per task and host, as the strategy reports them), and the
 outcome read back from the hypervisor (proxmoxer, pyVmomi):
