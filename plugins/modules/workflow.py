@@ -70,9 +70,9 @@ options:
   features:
     description:
       - With O(step=batch), each optional step by the variable (or list of variables) that turns it on, for example
-        C({rehearse: maintenance_rehearse}). A step is needed when any host of the batch has one of its variables
+        the step C(rehearse) by C(maintenance_rehearse). A step is needed when any host of the batch has one of its variables
         at a value that is not off (false, empty), as the host sets it (inventory, extra vars, facts). Only
-        variables whose default is off may be named: a host that does not set one has it off.
+        variables whose default is off may be named (a host that does not set one has it off).
     type: dict
   delta_bytes:
     description: With O(step=window) and O(at=settle), the size of each host's snapshot delta, by host, when known.
