@@ -40,7 +40,7 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.prechange.snapshots.plugins.module_utils._capacity import CAPACITY_ACTIONS, GROWTH_ACTIONS
-from ansible_collections.prechange.snapshots.plugins.module_utils import _changeset, _play_keywords, _window
+from ansible_collections.prechange.snapshots.plugins.module_utils import _changeset, _play_keywords, _rounds, _window
 from ansible_collections.prechange.snapshots.plugins.module_utils._errors import InvalidRequest, SnapshotError
 from ansible_collections.prechange.snapshots.plugins.module_utils._inventory import resolve_target
 from ansible_collections.prechange.snapshots.plugins.module_utils._marker import (
@@ -152,14 +152,14 @@ def _bad(host, what, hint):
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _VALID_ARGS = frozenset(("step", "kind", "request", "hosts", "run_id", "holder", "results", "report_dir", "batch",
-                             "rehearsal", "max_fail_percentage", "fail_reverted", "plan", "at", "window"))
+                             "rehearsal", "max_fail_percentage", "fail_reverted", "plan", "at", "window", "features"))
     _supports_check_mode = True
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
         step, kind = self._task.args.get("step"), self._task.args.get("kind")
-        if step in ("start", "report", "window"):
+        if step in ("start", "report", "window", "batch"):
             result.update(getattr(self, "_" + step)(task_vars))
             return result
         if step == "rehearse" and self._task.args.get("rehearsal") == "clone":
@@ -202,6 +202,35 @@ class ActionModule(ActionBase):
         display.display("prechange run %s (if it is interrupted, resume it with -e prechange_run_id=%s "
                         "-e snapshot_takeover=true once it no longer runs)" % (run["run_id"], run["run_id"]))
         return {"changed": False, "run_id": run["run_id"], "ansible_facts": {"prechange_run": run}}
+
+    # --- batch: which optional per-host steps this serial batch needs (module_utils/_rounds.py) ----------
+
+    def _batch(self, task_vars):
+        """Run once per serial batch: {feature: whether any host of the batch turns it on}, as ``needs``.
+
+        Reads each host's own value of each feature's variable (inventory, extra vars, facts), so a feature
+        that only some hosts turn on is on for the batch.
+        """
+        try:
+            features = _rounds.check_features(self._task.args.get("features"))
+        except ValueError as error:
+            raise AnsibleActionFail("workflow: step batch: %s" % error)
+        hostvars = task_vars.get("hostvars") or {}
+        values = {}
+        for host in task_vars.get("ansible_play_batch") or []:
+            facts = hostvars.get(host) or {}
+            mine = {}
+            for variable in {v for variables in features.values() for v in variables}:
+                try:
+                    if variable in facts:
+                        mine[variable] = facts[variable]
+                except Exception:  # pylint: disable=broad-except
+                    # A template that fails here fails in the host's own step too: keep that step per host.
+                    mine[variable] = _rounds.UNREADABLE
+            values[host] = mine
+        needs = _rounds.batch_needs(features, values)
+        return {"changed": False, "needs": needs,
+                "msg": "this batch needs: %s" % (", ".join(sorted(k for k, on in needs.items() if on)) or "none")}
 
     # --- window: the window's deadline (module_utils/_window.py decides) ---------------------------------
 
@@ -361,6 +390,8 @@ class ActionModule(ActionBase):
                     "next": report["next"]}
         return {"changed": False, "msg": "\n".join(lines), "summary_lines": lines, "report": report,
                 "status": report["status"], "hosts": outcomes, "path": path, "warnings": warnings,
+                # The hosts of the batch the playbook fails (its fail task is per host only when there is one).
+                "failing": sorted(h for h, o in outcomes.items() if o["fail"]),
                 # set_stats: AWX keeps these as the job's artifacts and hands them to the next workflow node.
                 "ansible_stats": {"data": {"prechange_run_id": run_id, "prechange_status": report["status"],
                                            "prechange_report": artifact},
@@ -779,6 +810,9 @@ class ActionModule(ActionBase):
             "holder": holder,
             "started": started,
             "finished": finished,
+            # The hosts whose snapshot was reverted: the playbook's checks after a revert are per host only
+            # when there is one (module_utils/_rounds.py).
+            "reverted": sorted(h for h, r in results.items() if r.get("action") == "reverted"),
             # Every host of the batch: its request is used up (and its connection secrets leave its facts),
             # so a later serial batch, which runs the same tasks, never acts on it again.
             "ansible_facts": dict({FACT % kind: {"consumed": True, "round": this_round}},

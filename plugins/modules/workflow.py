@@ -47,6 +47,8 @@ description:
     O(rehearsal=clone) makes or removes the clone with the C(<provider>_clone) module of C(request.provider)
     (the other keys of O(request) are its options), connected as that module connects when it is called itself
     (the host's C(prechange_<provider>_*) variables, else the play's C(module_defaults)), and returns its result.
+  - O(step=batch) (C(run_once)) says which optional per-host steps the serial batch needs (O(features)), so that
+    the maintenance playbook runs a step that no host of the batch needs once, not once per host.
 author:
   - prechange.snapshots contributors (@prechange)
 options:
@@ -54,7 +56,7 @@ options:
     description: Which step of the call.
     type: str
     required: true
-    choices: [start, window, request, run, publish, report, rehearse]
+    choices: [start, window, request, run, publish, report, rehearse, batch]
   at:
     description:
       - With O(step=window) (C(run_once)), which gate of the window's deadline to decide. C(batch) may this serial
@@ -67,6 +69,13 @@ options:
     description:
       - With O(step=window), the window's settings as the maintenance playbook passes them (C(end), C(minutes),
         C(batch_minutes), C(revert_minutes), C(large_delta_gb)).
+    type: dict
+  features:
+    description:
+      - With O(step=batch), each optional step by the variable (or list of variables) that turns it on, for example
+        the step C(rehearse) by C(maintenance_rehearse). A step is needed when any host of the batch has one of its variables
+        at a value that is not off (false, empty), as the host sets it (inventory, extra vars, facts). Only
+        variables whose default is off may be named (a host that does not set one has it off).
     type: dict
   plan:
     description:
@@ -187,6 +196,21 @@ run_id:
   returned: step run
   type: str
   sample: 20261122T021500Z-4f2a
+needs:
+  description: With O(step=batch), each feature of O(features) and whether any host of the batch needs it.
+  returned: step batch
+  type: dict
+  sample: {"rehearse": false, "veto": false}
+reverted:
+  description: With O(step=run), the hosts whose snapshot was reverted.
+  returned: step run
+  type: list
+  elements: str
+failing:
+  description: With O(step=report), the hosts of the batch that the playbook fails (the C(fail) of O(hosts)).
+  returned: step report
+  type: list
+  elements: str
 holder:
   description: Who holds the lease of this run's VMs (user, controller, process).
   returned: step run
@@ -202,9 +226,10 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             step=dict(type="str", required=True,
-                      choices=["start", "window", "request", "run", "publish", "report", "rehearse"]),
+                      choices=["start", "window", "request", "run", "publish", "report", "rehearse", "batch"]),
             at=dict(type="str", choices=["batch", "change", "settle", "end"]),
             window=dict(type="dict"),
+            features=dict(type="dict"),
             plan=dict(type="bool", default=False),
             rehearsal=dict(type="str", choices=["plan", "outcome", "clone"]),
             kind=dict(type="str", choices=["snapshot", "settle", "lookup", "prune"]),
