@@ -131,7 +131,12 @@ def generate_layout(count, nodes=5, seed=0):
                        'status': 'running' if rng.random() < 0.7 else 'stopped',
                        'config': {'memory': 1024, 'cores': 1,
                                   'scsi0': 'local-lvm:vm-{0}-disk-0,size=16G'.format(vmid)}})
-    return {'nodes': names, 'storages': {}, 'tokens': {'root@pam!ci': 'bench-token-secret'}, 'guests': guests}
+    # The realism layer counts what the thin volumes take (an eighth of each disk until written) against one
+    # pool shared by every node (fakepve keeps a storage's space once, PVE per node for local-lvm): size that pool
+    # as the nodes' local-lvm pools together, the guests' disks with room to spare, so a snapshot fits as it would.
+    storages = {'local-lvm': {'type': 'lvmthin', 'vgname': 'pve', 'thinpool': 'data', 'content': 'images,rootdir',
+                              'total': count * 16 * 1024 ** 3}}
+    return {'nodes': names, 'storages': storages, 'tokens': {'root@pam!ci': 'bench-token-secret'}, 'guests': guests}
 
 
 def load_layout(pve, layout):
