@@ -149,6 +149,23 @@ def _bad(host, what, hint):
     return InvalidRequest(what, hint=hint + "; nothing was changed")
 
 
+def _hosts_values(hostvars, hosts, names):
+    """``{host: {name: value}}`` of the variables among ``names`` that each host sets (inventory, extra vars,
+    facts), as its own tasks see them; one whose template fails is ``_rounds.UNREADABLE``."""
+    values = {}
+    for host in hosts:
+        facts = hostvars.get(host) or {}
+        mine = {}
+        for name in names:
+            try:
+                if name in facts:
+                    mine[name] = facts[name]
+            except Exception:  # pylint: disable=broad-except
+                mine[name] = _rounds.UNREADABLE
+        values[host] = mine
+    return values
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _VALID_ARGS = frozenset(("step", "kind", "request", "hosts", "run_id", "holder", "results", "report_dir", "batch",
@@ -215,19 +232,8 @@ class ActionModule(ActionBase):
             features = _rounds.check_features(self._task.args.get("features"))
         except ValueError as error:
             raise AnsibleActionFail("workflow: step batch: %s" % error)
-        hostvars = task_vars.get("hostvars") or {}
-        values = {}
-        for host in task_vars.get("ansible_play_batch") or []:
-            facts = hostvars.get(host) or {}
-            mine = {}
-            for variable in {v for variables in features.values() for v in variables}:
-                try:
-                    if variable in facts:
-                        mine[variable] = facts[variable]
-                except Exception:  # pylint: disable=broad-except
-                    # A template that fails here fails in the host's own step too: keep that step per host.
-                    mine[variable] = _rounds.UNREADABLE
-            values[host] = mine
+        values = _hosts_values(task_vars.get("hostvars") or {}, task_vars.get("ansible_play_batch") or [],
+                               {v for variables in features.values() for v in variables})
         needs = _rounds.batch_needs(features, values)
         return {"changed": False, "needs": needs,
                 "msg": "this batch needs: %s" % (", ".join(sorted(k for k, on in needs.items() if on)) or "none")}
@@ -828,10 +834,9 @@ class ActionModule(ActionBase):
         max_fail_percentage its variables ask for (set in the inventory, too late for the play: _play_keywords)."""
         play = self._task.get_play()
         used = {keyword: getattr(play, keyword, None) for keyword in _play_keywords.MAINTENANCE}
-        seen = {}
-        for host in requests:
-            facts = hostvars.get(host) or {}
-            seen[host] = {name: facts[name] for name in _play_keywords.MAINTENANCE.values() if name in facts}
+        # A value that does not render cannot be compared; the host's own tasks fail on it anyway.
+        seen = {host: {name: value for name, value in values.items() if value is not _rounds.UNREADABLE}
+                for host, values in _hosts_values(hostvars, requests, _play_keywords.MAINTENANCE.values()).items()}
         found = _play_keywords.ignored(used, seen)
         if not found:
             return {}
