@@ -45,23 +45,29 @@ def _virsh(uri, *argv):
                           universal_newlines=True, check=False).stdout
 
 
+def _clone_python(work):
+    """The clone's Python: the controller's with PRECHANGE_ON=clone, so a task knows it runs on the clone."""
+    wrapper = work / "clone-python"
+    wrapper.write_text("#!/bin/sh\nPRECHANGE_ON=clone exec %s \"$@\"\n" % sys.executable)
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    return wrapper
+
+
+def _write_inventory(work, vm, provider_vars):
+    """inventory.json: the one host web, on the controller, for ``vm`` with its provider's variables."""
+    host = dict({"ansible_connection": "local", "ansible_python_interpreter": sys.executable, "prechange_vm": vm},
+                **provider_vars)
+    (work / "inventory.json").write_text(json.dumps({"all": {"hosts": {"web": host}}}))
+
+
 def _run(tmp_path, uri, vm, fail_on_clone, provider_vars=None):
     work = tmp_path
     (work / "changes.log").write_text("")
     if fail_on_clone:
         (work / "fail-on-clone").write_text("")
     (work / "change.yml").write_text(CHANGE % {"work": work})
-    wrapper = work / "clone-python"
-    wrapper.write_text("#!/bin/sh\nPRECHANGE_ON=clone exec %s \"$@\"\n" % sys.executable)
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
-    inventory = {"all": {"hosts": {"web": {
-        "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-        "prechange_provider": "libvirt", "prechange_vm": vm, "prechange_libvirt_uri": uri}}}}
-    if provider_vars:  # another provider: its own prechange_provider and connection variables
-        inventory["all"]["hosts"]["web"] = dict({"ansible_connection": "local",
-                                                 "ansible_python_interpreter": sys.executable,
-                                                 "prechange_vm": vm}, **provider_vars)
-    (work / "inventory.json").write_text(json.dumps(inventory))
+    wrapper = _clone_python(work)
+    _write_inventory(work, vm, provider_vars or {"prechange_provider": "libvirt", "prechange_libvirt_uri": uri})
     extra = {"maintenance_rehearse": True, "guard_change_tasks": str(work / "change.yml"),
              "maintenance_rehearse_connection": {"ansible_connection": "local",
                                                  "ansible_python_interpreter": str(wrapper)},
@@ -195,13 +201,8 @@ def _guard(tmp_path, libvirtd, vm, clone, checks=GUARD_CHECKS):
     (work / "change.yml").write_text(GUARD_CHANGE % fill)
     (work / "checks.yml").write_text(checks % fill)
     (work / "play.yml").write_text(GUARD_PLAY % fill)
-    wrapper = work / "clone-python"
-    wrapper.write_text("#!/bin/sh\nPRECHANGE_ON=clone exec %s \"$@\"\n" % sys.executable)
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
-    inventory = {"all": {"hosts": {"web": {
-        "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-        "prechange_provider": "libvirt", "prechange_vm": vm, "prechange_libvirt_uri": libvirtd}}}}
-    (work / "inventory.json").write_text(json.dumps(inventory))
+    wrapper = _clone_python(work)
+    _write_inventory(work, vm, {"prechange_provider": "libvirt", "prechange_libvirt_uri": libvirtd})
     extra = {"guard_rehearse": True, "guard_change_tasks": str(work / "change.yml"),
              "guard_check_tasks": str(work / "checks.yml"), "guard_rehearse_clone_name": clone,
              "guard_rehearse_connection": {"ansible_connection": "local", "ansible_python_interpreter": str(wrapper)},
