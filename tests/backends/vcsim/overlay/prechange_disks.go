@@ -224,6 +224,31 @@ func (vm *VirtualMachine) createDelta(dir object.DatastorePath, parent *types.Vi
 	return nil, fmt.Errorf("no free delta name for %s", parent.FileName)
 }
 
+// moveDisksOntoDeltas starts a new delta in dir on each flat disk's base(disk,
+// its backing) and puts the disk on it; a nil base leaves the disk as it is.
+func (vm *VirtualMachine) moveDisksOntoDeltas(dir object.DatastorePath, what string, base func(*types.VirtualDisk, *types.VirtualDiskFlatVer2BackingInfo) *types.VirtualDiskFlatVer2BackingInfo) {
+	devices := append([]types.BaseVirtualDevice(nil), vm.Config.Hardware.Device...)
+	for i, dev := range devices {
+		disk, b := flatDisk(dev)
+		if disk == nil {
+			continue
+		}
+		parent := base(disk, b)
+		if parent == nil {
+			continue
+		}
+		delta, err := vm.createDelta(dir, parent)
+		if err != nil {
+			log.Printf("%s delta for %s: %s", what, parent.FileName, err)
+			continue
+		}
+		d := *disk
+		d.Backing = delta
+		devices[i] = &d
+	}
+	Map.Update(vm, []types.PropertyChange{{Name: "config.hardware.device", Val: devices}})
+}
+
 // prechangeSnapshotFiles is CreateSnapshot's file work (the caller holds the
 // VM's lock and has copied the VM's config into the snapshot already).
 func (vm *VirtualMachine) prechangeSnapshotFiles(snap *VirtualMachineSnapshot, memory bool) {
@@ -257,22 +282,9 @@ func (vm *VirtualMachine) prechangeSnapshotFiles(snap *VirtualMachineSnapshot, m
 	}
 	registerSnapshot(vm, files)
 
-	devices := append([]types.BaseVirtualDevice(nil), vm.Config.Hardware.Device...)
-	for i, dev := range devices {
-		disk, b := flatDisk(dev)
-		if b == nil {
-			continue
-		}
-		delta, err := vm.createDelta(dir, b)
-		if err != nil {
-			log.Printf("snapshot delta for %s: %s", b.FileName, err)
-			continue
-		}
-		d := *disk
-		d.Backing = delta
-		devices[i] = &d
-	}
-	Map.Update(vm, []types.PropertyChange{{Name: "config.hardware.device", Val: devices}})
+	vm.moveDisksOntoDeltas(dir, "snapshot", func(disk *types.VirtualDisk, b *types.VirtualDiskFlatVer2BackingInfo) *types.VirtualDiskFlatVer2BackingInfo {
+		return b // each disk's delta starts on what it runs on now
+	})
 	vm.prechangeReconcile(nil)
 }
 
@@ -305,22 +317,9 @@ func (vm *VirtualMachine) prechangeRevertFiles(ref types.ManagedObjectReference)
 	}
 	before := vm.deltaFiles()
 	dir := vm.snapshotDir()
-	devices := append([]types.BaseVirtualDevice(nil), vm.Config.Hardware.Device...)
-	for i, dev := range devices {
-		disk, _ := flatDisk(dev)
-		if disk == nil || frozen[disk.Key] == nil {
-			continue
-		}
-		delta, err := vm.createDelta(dir, frozen[disk.Key])
-		if err != nil {
-			log.Printf("revert delta for %s: %s", frozen[disk.Key].FileName, err)
-			continue
-		}
-		d := *disk
-		d.Backing = delta
-		devices[i] = &d
-	}
-	Map.Update(vm, []types.PropertyChange{{Name: "config.hardware.device", Val: devices}})
+	vm.moveDisksOntoDeltas(dir, "revert", func(disk *types.VirtualDisk, _ *types.VirtualDiskFlatVer2BackingInfo) *types.VirtualDiskFlatVer2BackingInfo {
+		return frozen[disk.Key] // nil: a disk the snapshot did not have stays as it is
+	})
 	vm.prechangeReconcile(before)
 }
 
