@@ -177,6 +177,13 @@ def split_props(value):
     return first, props
 
 
+def storage_of(volume):
+    """The storage id of a volume (``local-lvm:vm-100-disk-0`` -> ``local-lvm``), or None for a host path."""
+    if ":" not in volume or volume.startswith("/"):
+        return None
+    return volume.split(":", 1)[0]
+
+
 def guest_volumes(kind, config):
     """(key, volume, options) of the disks a snapshot must cover: QEMU drives (no CD-ROMs, no
     'none'), LXC rootfs and mount points (bind and device mounts included, as paths)."""
@@ -235,7 +242,7 @@ def snapshot_blockers(kind, config, storages):
 
 def zfs_newer_snapshots(kind, config, storages, snapshots, target):
     """Snapshots newer than ``target`` that block a ZFS rollback (ZFS rolls back only to the latest)."""
-    on_zfs = any(":" in volume and (storages.get(volume.split(":", 1)[0]) or {}).get("type") == "zfspool"
+    on_zfs = any((storages.get(storage_of(volume)) or {}).get("type") == "zfspool"
                  for _key, volume, _props in guest_volumes(kind, config))
     if not on_zfs or target.created is None:
         return []
@@ -764,11 +771,11 @@ class ProxmoxBackend(ProxmoxCloneMixin, SnapshotBackend):
         status, content, disks = {}, {}, []
         for key, volume, props in guest_volumes(vm.extra.get("type", QEMU), config):
             usage = DiskUsage(disk=key, storage=None, provisioned_bytes=parse_size(props.get("size")))
-            if ":" not in volume:
+            sid = storage_of(volume)
+            if sid is None:
                 usage.note = "%s is a host path (%s), not on a Proxmox VE storage" % (key, volume)
                 disks.append(usage)
                 continue
-            sid = volume.split(":", 1)[0]
             usage.storage = sid
             if sid not in status:
                 try:
@@ -828,7 +835,7 @@ class ProxmoxBackend(ProxmoxCloneMixin, SnapshotBackend):
             problem = None
         places = []
         for _key, volume, _props in guest_volumes(vm.extra.get("type", QEMU), config):
-            sid = volume.split(":", 1)[0] if ":" in volume and not volume.startswith("/") else None
+            sid = storage_of(volume)
             if sid is None:
                 continue
             if (self._storage_map().get(sid) or {}).get("type") in FILE_STORAGE_TYPES:

@@ -980,7 +980,7 @@ class VmwareBackend(VmwareCloneMixin, SnapshotBackend):
                 notes.append("the VM's storage could not be refreshed (%s); its file sizes are vSphere's last" % error)
         props = self._layout(vm)
         stores = {}
-        for dev in props.get("config.hardware.device") or [] if refresh else []:
+        for dev in (props.get("config.hardware.device") or []) if refresh else []:
             store = getattr(dev.backing, "datastore", None) if isinstance(dev, vim.vm.device.VirtualDisk) else None
             if store is not None:
                 stores[_moid(store)] = store
